@@ -1,0 +1,173 @@
+package nvcore
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Type is the kind of memory, shown in the device's type file.
+type Type int
+
+// The types the kernel knows (include/linux/nvmem-provider.h).
+const (
+	TypeUnknown Type = iota
+	TypeEEPROM
+	TypeOTP
+	TypeBatteryBacked
+	TypeFRAM
+)
+
+var typeNames = [...]string{"Unknown", "EEPROM", "OTP", "Battery backed", "FRAM"}
+var typeWords = [...]string{"unknown", "eeprom", "otp", "battery-backed", "fram"}
+
+// String returns the text of the kernel's type file, without the newline.
+func (t Type) String() string {
+	if t < 0 || int(t) >= len(typeNames) {
+		return typeNames[TypeUnknown]
+	}
+	return typeNames[t]
+}
+
+// ParseType accepts the words of the device SPEC: eeprom, otp,
+// battery-backed, fram, unknown (any case), and the kernel's own texts.
+func ParseType(s string) (Type, error) {
+	for i := range typeWords {
+		if strings.EqualFold(s, typeWords[i]) || strings.EqualFold(s, typeNames[i]) {
+			return Type(i), nil
+		}
+	}
+	return TypeUnknown, fmt.Errorf("%w: type %q: want one of %s", ErrInvalid, s, strings.Join(typeWords[:], ", "))
+}
+
+// Keepout is a region [Start, End) that is never handed to the provider:
+// reads return Fill there, writes there are dropped and still count.
+type Keepout struct {
+	Start, End int64
+	Fill       byte
+}
+
+// CellInfo declares a cell: Bytes bytes at Offset, or, when NBits is not
+// zero, a bit field of NBits bits starting BitOffset bits into those bytes
+// (Bytes must then be ceil((BitOffset+NBits)/8)).
+type CellInfo struct {
+	Name      string
+	Offset    int64
+	Bytes     int
+	BitOffset int
+	NBits     int
+}
+
+// Config describes a device to register. The size comes from the provider.
+type Config struct {
+	// Name of the device; empty means nvmem<N> with the lowest free N.
+	Name string
+	Type Type
+	// ReadOnly refuses writes; the force_ro switch starts at 1 and the nvmem
+	// file gets no write bit.
+	ReadOnly bool
+	// RootOnly drops the group and other read bits from the nvmem file.
+	RootOnly bool
+	// WordSize and Stride default to 1.
+	WordSize int
+	Stride   int
+	Keepouts []Keepout
+	Cells    []CellInfo
+}
+
+// validName accepts what makes a good directory name and a good word in a
+// config line: letters, digits and . _ - : +, not starting with a dot.
+func validName(s string) error {
+	if s == "" || len(s) > 255 {
+		return fmt.Errorf("%w: name %q must be 1 to 255 characters", ErrInvalid, s)
+	}
+	if s[0] == '.' {
+		return fmt.Errorf("%w: name %q must not start with a dot", ErrInvalid, s)
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-:+", c)
+		if !ok {
+			return fmt.Errorf("%w: name %q: character %q not allowed (letters, digits and . _ - : + only)", ErrInvalid, s, c)
+		}
+	}
+	return nil
+}
+
+// validate checks cfg against a provider of the given size and fills in the
+// defaults. Errors say what is wrong and where.
+func (cfg *Config) validate(size int64) error {
+	if cfg.Name != "" {
+		if err := validName(cfg.Name); err != nil {
+			return err
+		}
+	}
+	if size <= 0 {
+		return fmt.Errorf("%w: size %d: a device needs at least one byte", ErrInvalid, size)
+	}
+	if cfg.WordSize == 0 {
+		cfg.WordSize = 1
+	}
+	if cfg.Stride == 0 {
+		cfg.Stride = 1
+	}
+	if cfg.WordSize < 0 || cfg.WordSize > 8 || cfg.WordSize&(cfg.WordSize-1) != 0 {
+		return fmt.Errorf("%w: word-size %d: want 1, 2, 4 or 8", ErrInvalid, cfg.WordSize)
+	}
+	if cfg.Stride < 0 || cfg.Stride > 8 || cfg.Stride&(cfg.Stride-1) != 0 {
+		return fmt.Errorf("%w: stride %d: want 1, 2, 4 or 8", ErrInvalid, cfg.Stride)
+	}
+	if cfg.Type < TypeUnknown || cfg.Type > TypeFRAM {
+		return fmt.Errorf("%w: type %d unknown", ErrInvalid, int(cfg.Type))
+	}
+	prevEnd := int64(0)
+	for i, k := range cfg.Keepouts {
+		where := fmt.Sprintf("keepout %d (%#x-%#x)", i+1, k.Start, k.End)
+		switch {
+		case k.Start < 0 || k.End <= k.Start:
+			return fmt.Errorf("%w: %s: end must be after start", ErrInvalid, where)
+		case k.End > size:
+			return fmt.Errorf("%w: %s: ends past the device size %#x", ErrInvalid, where, size)
+		case k.Start < prevEnd:
+			return fmt.Errorf("%w: %s: keepouts must be sorted and must not overlap", ErrInvalid, where)
+		case k.Start%int64(cfg.Stride) != 0 || k.End%int64(cfg.Stride) != 0:
+			return fmt.Errorf("%w: %s: not aligned to the stride %d", ErrInvalid, where, cfg.Stride)
+		case k.End-k.Start < int64(cfg.WordSize):
+			return fmt.Errorf("%w: %s: shorter than the word size %d", ErrInvalid, where, cfg.WordSize)
+		}
+		prevEnd = k.End
+	}
+	for i, c := range cfg.Cells {
+		if err := c.validate(size, cfg.WordSize, cfg.Stride); err != nil {
+			return fmt.Errorf("cell %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (c CellInfo) validate(size int64, wordSize, stride int) error {
+	where := fmt.Sprintf("%q at %#x", c.Name, c.Offset)
+	if c.Name == "" || strings.ContainsAny(c.Name, "/@\x00") {
+		return fmt.Errorf("%w: cell name %q must be non-empty, without / or @", ErrInvalid, c.Name)
+	}
+	switch {
+	case c.Offset < 0:
+		return fmt.Errorf("%w: %s: negative offset", ErrInvalid, where)
+	case c.Bytes <= 0:
+		return fmt.Errorf("%w: %s: needs at least one byte", ErrInvalid, where)
+	case c.Offset%int64(stride) != 0:
+		return fmt.Errorf("%w: %s: offset not a multiple of the stride %d", ErrInvalid, where, stride)
+	case c.Bytes%wordSize != 0:
+		return fmt.Errorf("%w: %s: %d bytes is not a multiple of the word size %d", ErrInvalid, where, c.Bytes, wordSize)
+	case c.Offset+int64(c.Bytes) > size:
+		return fmt.Errorf("%w: %s: %d bytes reach past the end of the device (size %#x)", ErrInvalid, where, c.Bytes, size)
+	}
+	if c.NBits == 0 && c.BitOffset == 0 {
+		return nil
+	}
+	if c.NBits <= 0 || c.BitOffset < 0 {
+		return fmt.Errorf("%w: %s: bits %d,%d: want a non-negative bit offset and at least one bit", ErrInvalid, where, c.BitOffset, c.NBits)
+	}
+	if want := (c.BitOffset + c.NBits + 7) / 8; c.Bytes != want {
+		return fmt.Errorf("%w: %s: a %d-bit field at bit %d spans %d bytes, not %d", ErrInvalid, where, c.NBits, c.BitOffset, want, c.Bytes)
+	}
+	return nil
+}

@@ -1,0 +1,428 @@
+package nvcore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync/atomic"
+)
+
+// Device is the handle to one memory. Anyone may keep a *Device for as long
+// as they like: once the device is unregistered, every method that would
+// reach the memory returns ErrNoDevice, and the provider behind it has been
+// closed. The provider is reached only through these methods, each call in
+// its own SRCU read section (DESIGN, lifetime rules 1 to 4).
+type Device struct {
+	name     string
+	typ      Type
+	size     int64
+	readOnly bool // as configured, or because the provider cannot write
+	rootOnly bool
+	wordSize int
+	stride   int
+	keepouts []Keepout
+	mode     uint32
+	xfer     int // largest transfer in one read section
+	cells    []*Cell
+
+	srcu    *SRCU
+	gone    atomic.Bool
+	forceRO atomic.Bool
+
+	// The provider and its optional faces. Read only inside a read section
+	// after checking gone; never written after registration.
+	provider Provider
+	reader   io.ReaderAt
+	writer   io.WriterAt
+}
+
+func newDevice(name string, cfg Config, p Provider) *Device {
+	d := &Device{
+		name:     name,
+		typ:      cfg.Type,
+		size:     p.Size(),
+		rootOnly: cfg.RootOnly,
+		wordSize: cfg.WordSize,
+		stride:   cfg.Stride,
+		keepouts: append([]Keepout(nil), cfg.Keepouts...),
+		srcu:     NewSRCU(),
+		provider: p,
+		xfer:     defaultTransferSize,
+	}
+	d.reader, _ = p.(io.ReaderAt)
+	d.writer, _ = p.(io.WriterAt)
+	if ts, ok := p.(TransferSizer); ok && ts.TransferSize() > 0 {
+		d.xfer = ts.TransferSize()
+	}
+	d.readOnly = cfg.ReadOnly || d.writer == nil
+	d.forceRO.Store(d.readOnly)
+	d.mode = fileMode(d.rootOnly, d.readOnly, d.reader != nil, d.writer != nil)
+	for _, ci := range cfg.Cells {
+		d.cells = append(d.cells, &Cell{dev: d, info: ci})
+	}
+	return d
+}
+
+// fileMode computes the permission bits of the nvmem file as the kernel's
+// nvmem_bin_attr_get_umode does (SPEC 2). It is fixed at registration.
+func fileMode(rootOnly, readOnly, canRead, canWrite bool) uint32 {
+	mode := uint32(0o400)
+	if !rootOnly {
+		mode |= 0o044
+	}
+	if !readOnly {
+		mode |= 0o200
+	}
+	if !canWrite {
+		mode &^= 0o222
+	}
+	if !canRead {
+		mode &^= 0o444
+	}
+	return mode
+}
+
+// Name is the device's name, unique in its registry.
+func (d *Device) Name() string { return d.name }
+
+// Type is the kind of memory.
+func (d *Device) Type() Type { return d.typ }
+
+// Size is the size in bytes.
+func (d *Device) Size() int64 { return d.size }
+
+// WordSize is the unit of every transfer, in bytes.
+func (d *Device) WordSize() int { return d.wordSize }
+
+// Stride is the alignment of every offset, in bytes.
+func (d *Device) Stride() int { return d.stride }
+
+// Keepouts returns the regions the provider never sees.
+func (d *Device) Keepouts() []Keepout { return append([]Keepout(nil), d.keepouts...) }
+
+// Mode is the permission bits of the device's nvmem file (SPEC 2): 0644,
+// 0444, 0600, 0400, or less when the provider cannot read or write.
+func (d *Device) Mode() uint32 { return d.mode }
+
+// CanRead reports whether the provider has a read callback.
+func (d *Device) CanRead() bool { return d.reader != nil }
+
+// CanWrite reports whether the provider has a write callback. A device that
+// cannot write has no force_ro switch.
+func (d *Device) CanWrite() bool { return d.writer != nil }
+
+// ForceRO reports the force_ro switch: while true, writes fail with
+// ErrReadOnly. It starts true for a read-only device.
+func (d *Device) ForceRO() bool { return d.forceRO.Load() }
+
+// SetForceRO sets the force_ro switch. It never changes Mode.
+func (d *Device) SetForceRO(v bool) { d.forceRO.Store(v) }
+
+// Gone reports whether the device has been unregistered (or is being).
+func (d *Device) Gone() bool { return d.gone.Load() }
+
+// Cells returns the device's cells in declaration order.
+func (d *Device) Cells() []*Cell { return append([]*Cell(nil), d.cells...) }
+
+// Cell finds a cell by name; the first declared wins when names repeat.
+func (d *Device) Cell(name string) (*Cell, error) {
+	for _, c := range d.cells {
+		if c.info.Name == name {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: device %s has no cell %q", ErrNoCell, d.name, name)
+}
+
+func (d *Device) errGone() error { return fmt.Errorf("%s: %w", d.name, ErrNoDevice) }
+
+// ReadAt reads len(p) bytes at off, following io.ReaderAt: fewer bytes only
+// at the end of the device, with io.EOF. off must be a multiple of the
+// stride and len(p) of the word size (ErrInvalid).
+func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	if d.gone.Load() {
+		return 0, d.errGone()
+	}
+	if off < 0 || off%int64(d.stride) != 0 || len(p)%d.wordSize != 0 {
+		return 0, fmt.Errorf("%w: %s: read of %d bytes at %#x: offset must be a multiple of %d, length of %d",
+			ErrInvalid, d.name, len(p), off, d.stride, d.wordSize)
+	}
+	if d.reader == nil {
+		return 0, fmt.Errorf("%w: %s: read", ErrNotSupported, d.name)
+	}
+	if off >= d.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), d.size-off))
+	n -= n % d.wordSize
+	if err := d.read(p[:n], off); err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// WriteAt writes p at off. A write that starts past the end is ErrTooBig;
+// one that would cross the end writes what fits and returns ErrTooBig.
+func (d *Device) WriteAt(p []byte, off int64) (int, error) {
+	if d.gone.Load() {
+		return 0, d.errGone()
+	}
+	if off < 0 || off%int64(d.stride) != 0 || len(p)%d.wordSize != 0 {
+		return 0, fmt.Errorf("%w: %s: write of %d bytes at %#x: offset must be a multiple of %d, length of %d",
+			ErrInvalid, d.name, len(p), off, d.stride, d.wordSize)
+	}
+	if d.writer == nil {
+		return 0, fmt.Errorf("%w: %s: write", ErrNotSupported, d.name)
+	}
+	if d.forceRO.Load() {
+		return 0, fmt.Errorf("%w: %s", ErrReadOnly, d.name)
+	}
+	if off >= d.size {
+		return 0, fmt.Errorf("%w: %s: write at %#x, size %#x", ErrTooBig, d.name, off, d.size)
+	}
+	n := int(min(int64(len(p)), d.size-off))
+	n -= n % d.wordSize
+	if err := d.write(p[:n], off); err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, fmt.Errorf("%w: %s: write of %d bytes at %#x, size %#x", ErrTooBig, d.name, len(p), off, d.size)
+	}
+	return n, nil
+}
+
+// SysfsRead reads the way the kernel's sysfs nvmem file does (SPEC 3): a
+// read at or past the end is 0 bytes, a read crossing the end is cut short,
+// and the count is rounded down to the word size. Errors fail the whole call.
+func (d *Device) SysfsRead(p []byte, off int64) (int, error) {
+	count := int64(len(p))
+	if count == 0 {
+		return 0, nil
+	}
+	if d.gone.Load() {
+		return 0, d.errGone()
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset", ErrInvalid)
+	}
+	if off >= d.size {
+		return 0, nil
+	}
+	count = min(count, d.size-off)
+	if err := d.checkAlign(off, count); err != nil {
+		return 0, err
+	}
+	count -= count % int64(d.wordSize)
+	if d.reader == nil {
+		return 0, fmt.Errorf("%w: %s cannot be read", ErrReadOnly, d.name)
+	}
+	if err := d.read(p[:count], off); err != nil {
+		return 0, err
+	}
+	return int(count), nil
+}
+
+// SysfsWrite writes the way the kernel's sysfs nvmem file does (SPEC 3): a
+// write at or past the end is ErrTooBig, one crossing the end is cut short,
+// the count is rounded down to the word size, and a read-only device (or
+// force_ro) is ErrReadOnly.
+func (d *Device) SysfsWrite(p []byte, off int64) (int, error) {
+	if d.gone.Load() {
+		return 0, d.errGone()
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset", ErrInvalid)
+	}
+	if off >= d.size {
+		return 0, fmt.Errorf("%w: %s: write at %#x, size %#x", ErrTooBig, d.name, off, d.size)
+	}
+	count := min(int64(len(p)), d.size-off)
+	if count == 0 {
+		return 0, nil
+	}
+	if err := d.checkAlign(off, count); err != nil {
+		return 0, err
+	}
+	count -= count % int64(d.wordSize)
+	if d.writer == nil || d.forceRO.Load() {
+		return 0, fmt.Errorf("%w: %s", ErrReadOnly, d.name)
+	}
+	if err := d.write(p[:count], off); err != nil {
+		return 0, err
+	}
+	return int(count), nil
+}
+
+func (d *Device) checkAlign(off, count int64) error {
+	if off%int64(d.stride) != 0 {
+		return fmt.Errorf("%w: %s: offset %#x is not a multiple of the stride %d", ErrInvalid, d.name, off, d.stride)
+	}
+	if count < int64(d.wordSize) {
+		return fmt.Errorf("%w: %s: %d bytes is less than the word size %d", ErrInvalid, d.name, count, d.wordSize)
+	}
+	return nil
+}
+
+// ReadU8 reads one byte at off.
+func (d *Device) ReadU8(off int64) (uint8, error) {
+	var b [1]byte
+	err := d.readExact(b[:], off)
+	return b[0], err
+}
+
+// ReadU16 reads a little-endian 16-bit value at off.
+func (d *Device) ReadU16(off int64) (uint16, error) {
+	var b [2]byte
+	err := d.readExact(b[:], off)
+	return binary.LittleEndian.Uint16(b[:]), err
+}
+
+// ReadU32 reads a little-endian 32-bit value at off.
+func (d *Device) ReadU32(off int64) (uint32, error) {
+	var b [4]byte
+	err := d.readExact(b[:], off)
+	return binary.LittleEndian.Uint32(b[:]), err
+}
+
+// ReadU64 reads a little-endian 64-bit value at off.
+func (d *Device) ReadU64(off int64) (uint64, error) {
+	var b [8]byte
+	err := d.readExact(b[:], off)
+	return binary.LittleEndian.Uint64(b[:]), err
+}
+
+func (d *Device) readExact(p []byte, off int64) error {
+	n, err := d.ReadAt(p, off)
+	if err == io.EOF || (err == nil && n < len(p)) {
+		return fmt.Errorf("%w: %s: %d bytes at %#x reach past the end", ErrInvalid, d.name, len(p), off)
+	}
+	return err
+}
+
+// Sync makes the writes that have returned durable, if the provider buffers
+// them; otherwise it does nothing.
+func (d *Device) Sync() error {
+	s, ok := d.provider.(Syncer)
+	if !ok {
+		if d.gone.Load() {
+			return d.errGone()
+		}
+		return nil
+	}
+	return d.call(func() error { return s.Sync() })
+}
+
+// read fills p from off, serving keepouts from their fill value and the rest
+// from the provider. The caller has checked bounds and alignment.
+func (d *Device) read(p []byte, off int64) error {
+	return d.walk(len(p), off, func(start, end int64, k *Keepout) error {
+		seg := p[start-off : end-off]
+		if k != nil {
+			for i := range seg {
+				seg[i] = k.Fill
+			}
+			return nil
+		}
+		return d.transfer(seg, start, d.readChunk)
+	})
+}
+
+// write sends p to off, skipping keepouts silently.
+func (d *Device) write(p []byte, off int64) error {
+	return d.walk(len(p), off, func(start, end int64, k *Keepout) error {
+		if k != nil {
+			return nil
+		}
+		return d.transfer(p[start-off:end-off], start, d.writeChunk)
+	})
+}
+
+// walk cuts [off, off+n) at keepout edges and calls fn for each piece, with
+// the keepout that covers it or nil.
+func (d *Device) walk(n int, off int64, fn func(start, end int64, k *Keepout) error) error {
+	end := off + int64(n)
+	for off < end {
+		var next *Keepout
+		for i := range d.keepouts {
+			if d.keepouts[i].End > off {
+				next = &d.keepouts[i]
+				break
+			}
+		}
+		switch {
+		case next == nil || next.Start >= end:
+			return fn(off, end, nil)
+		case next.Start <= off:
+			stop := min(next.End, end)
+			if err := fn(off, stop, next); err != nil {
+				return err
+			}
+			off = stop
+		default:
+			if err := fn(off, next.Start, nil); err != nil {
+				return err
+			}
+			off = next.Start
+		}
+	}
+	return nil
+}
+
+// transfer cuts p into chunks of the provider's transfer size, each in its
+// own read section, so that removal never waits for more than one chunk.
+func (d *Device) transfer(p []byte, off int64, chunk func([]byte, int64) error) error {
+	for len(p) > 0 {
+		n := min(len(p), d.xfer)
+		if err := chunk(p[:n], off); err != nil {
+			return err
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (d *Device) readChunk(p []byte, off int64) error {
+	return d.call(func() error {
+		n, err := d.reader.ReadAt(p, off)
+		if n == len(p) {
+			return nil
+		}
+		if err == nil || err == io.EOF {
+			return fmt.Errorf("%w: %s: provider read %d of %d bytes at %#x", ErrIO, d.name, n, len(p), off)
+		}
+		return fmt.Errorf("%s: read at %#x: %w", d.name, off, err)
+	})
+}
+
+func (d *Device) writeChunk(p []byte, off int64) error {
+	return d.call(func() error {
+		n, err := d.writer.WriteAt(p, off)
+		if n == len(p) && err == nil {
+			return nil
+		}
+		if err == nil {
+			return fmt.Errorf("%w: %s: provider wrote %d of %d bytes at %#x", ErrIO, d.name, n, len(p), off)
+		}
+		return fmt.Errorf("%s: write at %#x: %w", d.name, off, err)
+	})
+}
+
+// call runs fn, which reaches the provider, inside a read section, unless the
+// device is gone. A panic in the provider becomes ErrIO instead of leaving
+// the section open forever (which would hang removal).
+func (d *Device) call(fn func() error) (err error) {
+	tok := d.srcu.Lock()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: provider panic: %v", ErrIO, d.name, r)
+		}
+		d.srcu.Unlock(tok)
+	}()
+	if d.gone.Load() {
+		return d.errGone()
+	}
+	return fn()
+}

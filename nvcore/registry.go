@@ -1,0 +1,229 @@
+package nvcore
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// EventKind names what happened, after the kernel's nvmem notifier events.
+type EventKind int
+
+// The events, in the order a device produces them: NVMEM_ADD, then one
+// CELL_ADD per cell; on removal one CELL_REMOVE per cell, then NVMEM_REMOVE.
+const (
+	DeviceAdd EventKind = iota
+	DeviceRemove
+	CellAdd
+	CellRemove
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case DeviceAdd:
+		return "NVMEM_ADD"
+	case DeviceRemove:
+		return "NVMEM_REMOVE"
+	case CellAdd:
+		return "NVMEM_CELL_ADD"
+	case CellRemove:
+		return "NVMEM_CELL_REMOVE"
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event tells a subscriber that a device or cell came or went. Cell is nil
+// for device events.
+type Event struct {
+	Kind   EventKind
+	Device *Device
+	Cell   *Cell
+}
+
+// Registry holds the registered devices by name.
+//
+// Lock order: eventMu, then mu. Subscribers run with eventMu held (so they
+// see events in order) and mu free, so a subscriber may look devices up but
+// must not register or unregister.
+type Registry struct {
+	mu      sync.Mutex
+	devices map[string]*Device
+
+	eventMu sync.Mutex
+	subs    []*subscription
+}
+
+type subscription struct{ fn func(Event) }
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{devices: make(map[string]*Device)}
+}
+
+// Register validates cfg against p, makes a device of them and publishes it.
+// On error the provider is left open: the caller still owns it.
+func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: no provider", ErrInvalid)
+	}
+	if err := cfg.validate(p.Size()); err != nil {
+		return nil, err
+	}
+	_, canRead := p.(interface {
+		ReadAt([]byte, int64) (int, error)
+	})
+	_, canWrite := p.(interface {
+		WriteAt([]byte, int64) (int, error)
+	})
+	if !canRead && !canWrite {
+		return nil, fmt.Errorf("%w: provider can neither read nor write", ErrInvalid)
+	}
+
+	r.eventMu.Lock()
+	defer r.eventMu.Unlock()
+	r.mu.Lock()
+	name := cfg.Name
+	if name == "" {
+		name = r.freeNameLocked()
+	} else if _, taken := r.devices[name]; taken {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: %q", ErrExist, name)
+	}
+	d := newDevice(name, cfg, p)
+	r.devices[name] = d
+	r.mu.Unlock()
+
+	r.publishLocked(Event{Kind: DeviceAdd, Device: d})
+	for _, c := range d.cells {
+		r.publishLocked(Event{Kind: CellAdd, Device: d, Cell: c})
+	}
+	return d, nil
+}
+
+// freeNameLocked returns nvmem<N> with the lowest N not in use.
+func (r *Registry) freeNameLocked() string {
+	for n := 0; ; n++ {
+		name := "nvmem" + strconv.Itoa(n)
+		if _, taken := r.devices[name]; !taken {
+			return name
+		}
+	}
+}
+
+// Unregister removes the named device: it marks the device gone (new calls
+// fail with ErrNoDevice at once), waits for the calls already inside the
+// provider to return, closes the provider, frees the name, and publishes the
+// removal. When it returns, the provider will never be called again. It never
+// waits for anyone to let go of the *Device.
+//
+// It must not be called from inside a provider callback, nor from a FUSE
+// handler (subscribers may notify the kernel, which can wait on a handler).
+func (r *Registry) Unregister(name string) error {
+	r.mu.Lock()
+	d, ok := r.devices[name]
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%s: %w", name, ErrNoDevice)
+	}
+	return r.Remove(d)
+}
+
+// Remove is Unregister for a device already in hand. Removing a device twice
+// is ErrNoDevice for the second caller, which does not wait.
+func (r *Registry) Remove(d *Device) error {
+	if !d.gone.CompareAndSwap(false, true) {
+		return d.errGone()
+	}
+	d.srcu.Synchronize()
+	closeErr := d.provider.Close()
+
+	r.eventMu.Lock()
+	defer r.eventMu.Unlock()
+	r.mu.Lock()
+	if r.devices[d.name] == d {
+		delete(r.devices, d.name)
+	}
+	r.mu.Unlock()
+	for _, c := range slices.Backward(d.cells) {
+		r.publishLocked(Event{Kind: CellRemove, Device: d, Cell: c})
+	}
+	r.publishLocked(Event{Kind: DeviceRemove, Device: d})
+	if closeErr != nil {
+		return fmt.Errorf("%s: removed, but closing the provider failed: %w", d.name, closeErr)
+	}
+	return nil
+}
+
+// RemoveAll removes every device, one after another, and joins their errors.
+func (r *Registry) RemoveAll() error {
+	var errs []error
+	for _, d := range r.Devices() {
+		if err := r.Remove(d); err != nil && !errors.Is(err, ErrNoDevice) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Device finds a registered device by name.
+func (r *Registry) Device(name string) (*Device, error) {
+	r.mu.Lock()
+	d, ok := r.devices[name]
+	r.mu.Unlock()
+	if !ok || d.Gone() {
+		return nil, fmt.Errorf("%s: %w", name, ErrNoDevice)
+	}
+	return d, nil
+}
+
+// Cell finds a cell by "device/cell", the form consumers use to name one.
+func (r *Registry) Cell(path string) (*Cell, error) {
+	dev, cell, ok := strings.Cut(path, "/")
+	if !ok {
+		return nil, fmt.Errorf("%w: cell %q: want DEVICE/CELL", ErrInvalid, path)
+	}
+	d, err := r.Device(dev)
+	if err != nil {
+		return nil, err
+	}
+	return d.Cell(cell)
+}
+
+// Devices lists the registered devices that are not being removed, by name.
+func (r *Registry) Devices() []*Device {
+	r.mu.Lock()
+	list := make([]*Device, 0, len(r.devices))
+	for _, d := range r.devices {
+		if !d.Gone() {
+			list = append(list, d)
+		}
+	}
+	r.mu.Unlock()
+	slices.SortFunc(list, func(a, b *Device) int { return strings.Compare(a.name, b.name) })
+	return list
+}
+
+// Subscribe calls fn for every event from now on, in order, until cancel is
+// called. fn runs on the goroutine that registers or removes, with no
+// registry lock but the event lock held: it may call Device, Devices and
+// Cell, and must return promptly.
+func (r *Registry) Subscribe(fn func(Event)) (cancel func()) {
+	s := &subscription{fn: fn}
+	r.eventMu.Lock()
+	r.subs = append(r.subs, s)
+	r.eventMu.Unlock()
+	return func() {
+		r.eventMu.Lock()
+		r.subs = slices.DeleteFunc(r.subs, func(x *subscription) bool { return x == s })
+		r.eventMu.Unlock()
+	}
+}
+
+func (r *Registry) publishLocked(ev Event) {
+	for _, s := range r.subs {
+		s.fn(ev)
+	}
+}

@@ -1,0 +1,158 @@
+package nvcore
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// srcuSlots is the number of counter slots readers spread over. More slots
+// than cores keeps two readers on different cores off the same cache line
+// most of the time; the slot is only an affinity hint, never a correctness
+// condition.
+var srcuSlots = nextPow2(max(4, 2*runtime.GOMAXPROCS(0)))
+
+// cacheLine is generous on purpose: adjacent-line prefetch on x86 pulls
+// pairs of 64-byte lines, so 128 bytes keeps neighbours truly apart.
+const cacheLine = 128
+
+// srcuSlot holds one shard of the reader counts. Lock and unlock counts are
+// kept apart, one pair per epoch, as the kernel's SRCU does: a reader
+// increments lock[e] on entry and unlock[e] on exit, and Synchronize compares
+// the sums. The counts only grow (64 bits never wrap in practice), so a
+// reader may leave on another goroutine than the one it entered on.
+type srcuSlot struct {
+	lock   [2]atomic.Uint64
+	unlock [2]atomic.Uint64
+	_      [cacheLine - 4*8]byte
+}
+
+// SRCU is a sleepable read-copy-update domain: readers pay two uncontended
+// atomic increments on their own cache line, and only Synchronize waits.
+//
+// Readers that Lock after Synchronize has begun do not delay it: they count
+// in the other epoch, so a steady stream of new readers cannot starve a
+// writer. Synchronize blocks on a channel, woken by the last reader of the
+// epoch it waits for; it does not spin.
+type SRCU struct {
+	slots []srcuSlot
+	epoch atomic.Uint32 // low bit selects the epoch new readers count in
+
+	// hints hands each reader a slot index. sync.Pool is per-P, so a
+	// goroutine tends to get back the slot its core used last.
+	hints sync.Pool
+
+	syncMu  sync.Mutex    // one Synchronize at a time
+	waiting atomic.Int32  // nonzero while Synchronize waits: Unlock then wakes it
+	wake    chan struct{} // capacity 1: a wake-up is never lost and never blocks
+}
+
+// SRCUToken is what Lock returns and Unlock takes back: it records which
+// slot and epoch the reader counted in.
+type SRCUToken struct {
+	slot  *srcuSlot
+	epoch uint32
+	hint  *int
+}
+
+var nextHint atomic.Uint32
+
+// NewSRCU returns a ready domain.
+func NewSRCU() *SRCU {
+	s := &SRCU{slots: make([]srcuSlot, srcuSlots), wake: make(chan struct{}, 1)}
+	s.hints.New = func() any {
+		h := int(nextHint.Add(1)) & (len(s.slots) - 1)
+		return &h
+	}
+	return s
+}
+
+// Lock enters a read section. It never blocks.
+func (s *SRCU) Lock() SRCUToken {
+	h := s.hints.Get().(*int)
+	slot := &s.slots[*h]
+	e := s.epoch.Load() & 1
+	slot.lock[e].Add(1)
+	return SRCUToken{slot: slot, epoch: e, hint: h}
+}
+
+// Unlock leaves the read section entered by the Lock that returned t.
+func (s *SRCU) Unlock(t SRCUToken) {
+	t.slot.unlock[t.epoch].Add(1)
+	s.hints.Put(t.hint)
+	if s.waiting.Load() != 0 {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Synchronize returns once every read section that had entered before the
+// call has left. It may sleep; never call it inside a read section of the
+// same domain (it would wait for itself).
+func (s *SRCU) Synchronize() {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	cur := s.epoch.Load() & 1
+	// Readers that loaded the previous epoch just before an earlier flip may
+	// still be counting there: let them out first, then flip, then wait for
+	// the epoch every earlier reader counted in.
+	s.drain(cur ^ 1)
+	s.epoch.Add(1)
+	s.drain(cur)
+}
+
+// drain waits until the read sections counted in epoch e have all left.
+func (s *SRCU) drain(e uint32) {
+	if s.idle(e) {
+		return
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	// A short grace of yields covers the common case of a reader a few
+	// nanoseconds from Unlock, without a sleep.
+	for range 4 {
+		runtime.Gosched()
+		if s.idle(e) {
+			return
+		}
+	}
+	// The timer is a safety net only: every Unlock after waiting is set
+	// sends a wake-up, so the loop normally wakes as soon as a reader leaves.
+	t := time.NewTimer(time.Millisecond)
+	defer t.Stop()
+	for !s.idle(e) {
+		select {
+		case <-s.wake:
+		case <-t.C:
+			t.Reset(time.Millisecond)
+		}
+	}
+}
+
+// idle reports whether no read section counted in epoch e is open. Unlocks
+// are summed before locks: every unlock seen then has its lock seen too (both
+// are on the same slot, and the lock came first), so equal sums mean every
+// counted reader has left. A reader whose lock is missed entered after the
+// sums were read, and it will see whatever the caller published before
+// Synchronize.
+func (s *SRCU) idle(e uint32) bool {
+	var unlocks, locks uint64
+	for i := range s.slots {
+		unlocks += s.slots[i].unlock[e].Load()
+	}
+	for i := range s.slots {
+		locks += s.slots[i].lock[e].Load()
+	}
+	return locks == unlocks
+}
+
+func nextPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
+}
