@@ -136,14 +136,17 @@ func (cfg *Config) validate(size int64) error {
 		prevEnd = k.End
 	}
 	for i, c := range cfg.Cells {
-		if err := c.validate(size, cfg.WordSize, cfg.Stride); err != nil {
+		if err := c.Validate(size, cfg.WordSize, cfg.Stride); err != nil {
 			return fmt.Errorf("cell %d: %w", i+1, err)
 		}
 	}
 	return nil
 }
 
-func (c CellInfo) validate(size int64, wordSize, stride int) error {
+// Validate checks the cell against a device of the given size, word size and
+// stride (SPEC 4): aligned, inside the device, and a bit field that fits its
+// bytes. Register calls it; a parser calls it too to point at the line.
+func (c CellInfo) Validate(size int64, wordSize, stride int) error {
 	where := fmt.Sprintf("%q at %#x", c.Name, c.Offset)
 	if c.Name == "" || strings.ContainsAny(c.Name, "/@\x00") {
 		return fmt.Errorf("%w: cell name %q must be non-empty, without / or @", ErrInvalid, c.Name)

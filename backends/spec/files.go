@@ -1,0 +1,98 @@
+package spec
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+// ReadCellsFile reads a cells file: one cell a line,
+// NAME OFFSET BYTES [BIT_OFFSET NBITS], '#' starts a comment. Errors name the
+// file and the line. It also returns the line of each cell.
+func ReadCellsFile(path string) ([]nvcore.CellInfo, []int, error) {
+	var cells []nvcore.CellInfo
+	var lines []int
+	err := eachLine(path, func(line int, words []string) error {
+		if len(words) != 3 && len(words) != 5 {
+			return fmt.Errorf("want NAME OFFSET BYTES [BIT_OFFSET NBITS], got %d words", len(words))
+		}
+		c := nvcore.CellInfo{Name: words[0]}
+		var err error
+		if c.Offset, err = ParseNumber(words[1]); err != nil {
+			return fmt.Errorf("offset: %v", err)
+		}
+		if c.Bytes, err = parseInt(words[2]); err != nil {
+			return fmt.Errorf("bytes: %v", err)
+		}
+		if len(words) == 5 {
+			if c.BitOffset, err = parseInt(words[3]); err != nil {
+				return fmt.Errorf("bit offset: %v", err)
+			}
+			if c.NBits, err = parseInt(words[4]); err != nil {
+				return fmt.Errorf("nbits: %v", err)
+			}
+			if c.NBits == 0 {
+				return fmt.Errorf("nbits: a bit field needs at least one bit")
+			}
+		}
+		if strings.ContainsAny(c.Name, "/@") {
+			return fmt.Errorf("cell name %q must not contain / or @", c.Name)
+		}
+		cells = append(cells, c)
+		lines = append(lines, line)
+		return nil
+	})
+	return cells, lines, err
+}
+
+// ReadConfigFile reads a config file: one SPEC a line, '#' starts a comment,
+// relative paths are taken from the file's folder. Errors name the file and
+// the line.
+func ReadConfigFile(path string) ([]*Spec, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	var specs []*Spec
+	err = eachLine(abs, func(line int, words []string) error {
+		if len(words) != 1 {
+			return fmt.Errorf("want one SPEC a line, without spaces")
+		}
+		s, err := Parse(words[0], filepath.Dir(abs))
+		if err != nil {
+			return err
+		}
+		specs = append(specs, s)
+		return nil
+	})
+	return specs, err
+}
+
+// eachLine calls fn with the words of every line that has any once comments
+// are cut, and prefixes fn's errors with FILE:LINE.
+func eachLine(path string, fn func(line int, words []string) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		text, _, _ := strings.Cut(sc.Text(), "#")
+		words := strings.Fields(text)
+		if len(words) == 0 {
+			continue
+		}
+		if err := fn(n, words); err != nil {
+			return fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
