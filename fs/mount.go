@@ -1,0 +1,227 @@
+// Package fs presents an nvcore registry as a FUSE file system laid out like
+// /sys/bus/nvmem/devices: <mnt>/<dev>/nvmem, type, force_ro and cells/.
+package fs
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+// Options tune the mount.
+type Options struct {
+	// AllowOther lets other users in; the kernel enforces the file modes
+	// (default_permissions is always on).
+	AllowOther bool
+	// Debug logs every FUSE request.
+	Debug bool
+	// OnPanic, if set, is told of a panic in a FUSE handler (which then
+	// fails with EIO). Tests use it to fail on any panic.
+	OnPanic func(any)
+}
+
+// FS is a mounted nvmemfs tree.
+type FS struct {
+	reg    *nvcore.Registry
+	dir    string
+	root   *dirNode
+	server *fuse.Server
+	born   time.Time
+
+	// jobs carries tree changes that must notify the kernel to the notifier
+	// goroutine: a notify must never run inside a FUSE handler (DESIGN
+	// rule 5), and the registry's event callbacks may run anywhere.
+	jobs        chan func()
+	stopOnce    sync.Once
+	unsubscribe func()
+	notifierEnd chan struct{}
+}
+
+// entryTimeout lets the kernel cache names and attributes briefly; removal
+// invalidates them explicitly with NotifyDelete, and lookups that fail are
+// never cached (NegativeTimeout 0), so a device that comes back is found
+// at once.
+const entryTimeout = time.Second
+
+// Mount mounts the registry's devices at dir and follows the registry as
+// devices come and go. It returns once the kernel serves the mount.
+func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
+	f := &FS{
+		reg:         reg,
+		dir:         dir,
+		born:        time.Now(),
+		jobs:        make(chan func(), 64),
+		notifierEnd: make(chan struct{}),
+	}
+	f.root = &dirNode{born: f.born}
+	go f.notifier()
+
+	timeout, negative := entryTimeout, time.Duration(0)
+	opts := &gofs.Options{
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &negative,
+		UID:             uint32(os.Getuid()),
+		GID:             uint32(os.Getgid()),
+		MountOptions: fuse.MountOptions{
+			AllowOther:    o.AllowOther,
+			FsName:        "nvmemfs",
+			Name:          "nvmemfs",
+			Options:       []string{"default_permissions"},
+			DirectMount:   os.Geteuid() == 0,
+			Debug:         o.Debug,
+			MaxWrite:      128 << 10,
+			DisableXAttrs: true,
+		},
+	}
+	if o.OnPanic != nil {
+		opts.PanicHandler = func(v any) fuse.Status {
+			o.OnPanic(v)
+			return fuse.EIO
+		}
+	}
+	if !o.Debug {
+		opts.Logger = log.New(slogWriter{}, "", 0)
+	}
+	server, err := gofs.Mount(dir, f.root, opts)
+	if err != nil {
+		f.stopNotifier()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	f.server = server
+	// Subscribe before listing, so no device slips between the two; adding
+	// is idempotent.
+	f.unsubscribe = reg.Subscribe(f.onEvent)
+	for _, d := range reg.Devices() {
+		f.addDevice(d)
+	}
+	return f, nil
+}
+
+// Wait returns when the file system is unmounted, by Unmount or from outside.
+func (f *FS) Wait() { f.server.Wait() }
+
+// Unmount stops following the registry and unmounts. A mount still in use
+// is detached lazily: it leaves the name space at once, and the kernel
+// drops it when the last descriptor closes (those get ENODEV meanwhile, if
+// the devices were removed first).
+func (f *FS) Unmount() error {
+	f.unsubscribe()
+	err := f.server.Unmount()
+	if err != nil {
+		mnt := f.dir
+		if lazyErr := syscall.Unmount(mnt, syscall.MNT_DETACH); lazyErr != nil {
+			f.stopNotifier()
+			return fmt.Errorf("unmount %s: %v (lazy: %v)", mnt, err, lazyErr)
+		}
+		slog.Warn("mount busy: detached lazily", "mountpoint", mnt)
+	}
+	f.stopNotifier()
+	return nil
+}
+
+func (f *FS) stopNotifier() {
+	f.stopOnce.Do(func() { close(f.jobs) })
+	<-f.notifierEnd
+}
+
+func (f *FS) notifier() {
+	defer close(f.notifierEnd)
+	for job := range f.jobs {
+		job()
+	}
+}
+
+// onEvent runs on the goroutine that registered or removed the device.
+// Adding touches only go-fuse's tree, so it runs here. Removal must notify
+// the kernel, so it runs on the notifier goroutine, and onEvent waits for it:
+// when Unregister returns, the device is out of the tree and out of the
+// kernel's caches.
+func (f *FS) onEvent(ev nvcore.Event) {
+	switch ev.Kind {
+	case nvcore.DeviceAdd:
+		f.addDevice(ev.Device)
+	case nvcore.DeviceRemove:
+		done := make(chan struct{})
+		f.jobs <- func() {
+			defer close(done)
+			f.removeDevice(ev.Device)
+		}
+		<-done
+	}
+}
+
+// deviceDir is <mnt>/<dev>.
+type deviceDir struct {
+	dirNode
+	dev *nvcore.Device
+}
+
+func (f *FS) addDevice(d *nvcore.Device) {
+	ctx := context.Background()
+	if f.deviceInode(d) != nil {
+		return
+	}
+	dir := &deviceDir{dirNode: dirNode{born: f.born}, dev: d}
+	dirIn := f.root.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	add := func(parent *gofs.Inode, name string, node gofs.InodeEmbedder) {
+		parent.AddChild(name, parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+	}
+	add(dirIn, "nvmem", &nvmemFile{dev: d, born: f.born})
+	add(dirIn, "type", &attrFile{dev: d, mode: 0o444, show: showType, born: f.born})
+	if d.CanWrite() {
+		add(dirIn, "force_ro", &attrFile{dev: d, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
+	}
+	if cells := d.Cells(); len(cells) > 0 {
+		cellsIn := dirIn.NewPersistentInode(ctx, &dirNode{born: f.born}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		for _, c := range cells {
+			add(cellsIn, cellFileName(c), &cellFile{cell: c, mode: cellMode(c), born: f.born})
+		}
+		dirIn.AddChild("cells", cellsIn, false)
+	}
+	f.root.AddChild(d.Name(), dirIn, false)
+}
+
+// removeDevice takes the device's directory out of the tree, then tells the
+// kernel to drop its cached entry. Runs on the notifier goroutine only.
+func (f *FS) removeDevice(d *nvcore.Device) {
+	child := f.deviceInode(d)
+	if child == nil {
+		return
+	}
+	f.root.RmChild(d.Name())
+	// ENOENT means the kernel had no entry cached: nothing to drop. Before
+	// the mount is served, or after it is gone, the call fails harmlessly.
+	f.root.NotifyDelete(d.Name(), child)
+}
+
+// deviceInode returns the root's child for d, or nil if the name is absent
+// or belongs to another device.
+func (f *FS) deviceInode(d *nvcore.Device) *gofs.Inode {
+	child := f.root.GetChild(d.Name())
+	if child == nil {
+		return nil
+	}
+	if dir, ok := child.Operations().(*deviceDir); ok && dir.dev == d {
+		return child
+	}
+	return nil
+}
+
+// slogWriter sends go-fuse's log lines to slog.
+type slogWriter struct{}
+
+func (slogWriter) Write(p []byte) (int, error) {
+	slog.Warn("go-fuse: " + string(p))
+	return len(p), nil
+}

@@ -1,0 +1,289 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+// Every node serves its reads and writes without a file handle: the device
+// is checked on each call, so a descriptor opened before removal gets ENODEV
+// (DESIGN rule 6). Files are opened with FOPEN_DIRECT_IO so that each read
+// and write reaches us with the caller's own offset and count (the SPEC 3
+// table depends on them) and nothing is served from a stale page cache.
+
+// accessCheck refuses an open whose access mode the file's mode bits do not
+// grant, for root too, as kernfs does (default_permissions lets root past).
+func accessCheck(flags, mode uint32) syscall.Errno {
+	acc := flags & syscall.O_ACCMODE
+	if acc != syscall.O_RDONLY && mode&0o222 == 0 {
+		return syscall.EACCES
+	}
+	if acc != syscall.O_WRONLY && mode&0o444 == 0 {
+		return syscall.EACCES
+	}
+	return 0
+}
+
+func fileAttr(out *fuse.Attr, mode uint32, size int64, t time.Time) {
+	out.Mode = syscall.S_IFREG | mode
+	out.Size = uint64(size)
+	out.Blksize = 4096
+	out.Blocks = (uint64(size) + 511) / 512
+	out.SetTimes(&t, &t, &t)
+}
+
+// nvmemFile is <dev>/nvmem: the whole memory, with the sysfs semantics.
+type nvmemFile struct {
+	gofs.Inode
+	dev  *nvcore.Device
+	born time.Time
+}
+
+var (
+	_ gofs.NodeOpener    = (*nvmemFile)(nil)
+	_ gofs.NodeReader    = (*nvmemFile)(nil)
+	_ gofs.NodeWriter    = (*nvmemFile)(nil)
+	_ gofs.NodeGetattrer = (*nvmemFile)(nil)
+	_ gofs.NodeSetattrer = (*nvmemFile)(nil)
+	_ gofs.NodeFsyncer   = (*nvmemFile)(nil)
+)
+
+func (n *nvmemFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if n.dev.Gone() {
+		return nil, 0, syscall.ENODEV
+	}
+	if e := accessCheck(flags, n.dev.Mode()); e != 0 {
+		return nil, 0, e
+	}
+	// O_TRUNC is ignored: the memory has a fixed size (SPEC 3).
+	return nil, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (n *nvmemFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	c, err := n.dev.SysfsRead(dest, off)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return fuse.ReadResultData(dest[:c]), 0
+}
+
+func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	c, err := n.dev.SysfsWrite(data, off)
+	return uint32(c), toErrno(err)
+}
+
+func (n *nvmemFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fileAttr(&out.Attr, n.dev.Mode(), n.dev.Size(), n.born)
+	return 0
+}
+
+// Setattr changes nothing and fails nothing: truncation of a fixed-size
+// memory is ignored, as sysfs ignores it.
+func (n *nvmemFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.dev.Gone() {
+		return syscall.ENODEV
+	}
+	fileAttr(&out.Attr, n.dev.Mode(), n.dev.Size(), n.born)
+	return 0
+}
+
+func (n *nvmemFile) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) syscall.Errno {
+	return toErrno(n.dev.Sync())
+}
+
+// attrFile is a small text attribute: type (read-only) or force_ro.
+type attrFile struct {
+	gofs.Inode
+	dev   *nvcore.Device
+	mode  uint32
+	show  func(*nvcore.Device) string
+	store func(*nvcore.Device, []byte) error // nil for a read-only attribute
+	born  time.Time
+}
+
+var (
+	_ gofs.NodeOpener    = (*attrFile)(nil)
+	_ gofs.NodeReader    = (*attrFile)(nil)
+	_ gofs.NodeWriter    = (*attrFile)(nil)
+	_ gofs.NodeGetattrer = (*attrFile)(nil)
+	_ gofs.NodeSetattrer = (*attrFile)(nil)
+)
+
+func (a *attrFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if a.dev.Gone() {
+		return nil, 0, syscall.ENODEV
+	}
+	if e := accessCheck(flags, a.mode); e != 0 {
+		return nil, 0, e
+	}
+	return nil, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (a *attrFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if a.dev.Gone() {
+		return nil, syscall.ENODEV
+	}
+	text := a.show(a.dev)
+	if off >= int64(len(text)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData([]byte(text[off:])), 0
+}
+
+func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if a.dev.Gone() {
+		return 0, syscall.ENODEV
+	}
+	if a.store == nil {
+		return 0, syscall.EACCES
+	}
+	if err := a.store(a.dev, data); err != nil {
+		return 0, toErrno(err)
+	}
+	return uint32(len(data)), 0
+}
+
+func (a *attrFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fileAttr(&out.Attr, a.mode, int64(len(a.show(a.dev))), a.born)
+	return 0
+}
+
+func (a *attrFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return a.Getattr(ctx, nil, out)
+}
+
+func showType(d *nvcore.Device) string { return d.Type().String() + "\n" }
+
+func showForceRO(d *nvcore.Device) string {
+	if d.ForceRO() {
+		return "1\n"
+	}
+	return "0\n"
+}
+
+func storeForceRO(d *nvcore.Device, data []byte) error {
+	v, err := ParseBool(string(data))
+	if err != nil {
+		return err
+	}
+	d.SetForceRO(v)
+	return nil
+}
+
+// ParseBool reads a boolean the way the kernel's kstrtobool does: the first
+// character y, Y, t, T or 1 is true, n, N, f, F or 0 is false, "on" and
+// "off" in any case are true and false; the rest of the text is ignored.
+// Anything else is ErrInvalid.
+func ParseBool(s string) (bool, error) {
+	if s != "" {
+		switch s[0] {
+		case 'y', 'Y', 't', 'T', '1':
+			return true, nil
+		case 'n', 'N', 'f', 'F', '0':
+			return false, nil
+		case 'o', 'O':
+			if len(s) > 1 {
+				switch s[1] {
+				case 'n', 'N':
+					return true, nil
+				case 'f', 'F':
+					return false, nil
+				}
+			}
+		}
+	}
+	return false, fmt.Errorf("%w: %q is not a boolean (1/0, y/n, t/f, on/off)", nvcore.ErrInvalid, strings.TrimSpace(s))
+}
+
+// cellFile is cells/<name>@<off>,<bit>: every read re-reads the cell.
+type cellFile struct {
+	gofs.Inode
+	cell *nvcore.Cell
+	mode uint32
+	born time.Time
+}
+
+var (
+	_ gofs.NodeOpener    = (*cellFile)(nil)
+	_ gofs.NodeReader    = (*cellFile)(nil)
+	_ gofs.NodeWriter    = (*cellFile)(nil)
+	_ gofs.NodeGetattrer = (*cellFile)(nil)
+	_ gofs.NodeSetattrer = (*cellFile)(nil)
+)
+
+// cellMode is the kernel's 0444 & mode of nvmem, plus the write bit of nvmem
+// for a plain cell (SPEC 4, "we go further").
+func cellMode(c *nvcore.Cell) uint32 {
+	return c.Device().Mode() & 0o644
+}
+
+// cellFileName is the kernel's <name>@<off>,<bit>, in lowercase hex.
+func cellFileName(c *nvcore.Cell) string {
+	return fmt.Sprintf("%s@%x,%x", c.Name(), c.Offset(), c.BitOffset())
+}
+
+func (c *cellFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if c.cell.Device().Gone() {
+		return nil, 0, syscall.ENODEV
+	}
+	if e := accessCheck(flags, c.mode); e != 0 {
+		return nil, 0, e
+	}
+	return nil, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (c *cellFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	v, err := c.cell.Read()
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	if off >= int64(len(v)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData(v[off:]), 0
+}
+
+// Write replaces the whole cell: the write must start at 0 and cover it.
+func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if c.cell.Device().Gone() {
+		return 0, syscall.ENODEV
+	}
+	if off != 0 {
+		return 0, syscall.EINVAL
+	}
+	if err := c.cell.Write(data); err != nil {
+		return 0, toErrno(err)
+	}
+	return uint32(len(data)), 0
+}
+
+func (c *cellFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fileAttr(&out.Attr, c.mode, int64(c.cell.Size()), c.born)
+	return 0
+}
+
+func (c *cellFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return c.Getattr(ctx, nil, out)
+}
+
+// dirNode is a plain directory whose children are added by the tree code.
+type dirNode struct {
+	gofs.Inode
+	born time.Time
+}
+
+var _ gofs.NodeGetattrer = (*dirNode)(nil)
+
+func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o755
+	out.SetTimes(&d.born, &d.born, &d.born)
+	return 0
+}
