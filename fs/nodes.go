@@ -34,6 +34,7 @@ func accessCheck(flags, mode uint32) syscall.Errno {
 
 func fileAttr(out *fuse.Attr, mode uint32, size int64, t time.Time) {
 	out.Mode = syscall.S_IFREG | mode
+	out.Nlink = 1
 	out.Size = uint64(size)
 	out.Blksize = 4096
 	out.Blocks = (uint64(size) + 511) / 512
@@ -284,6 +285,7 @@ var _ gofs.NodeGetattrer = (*dirNode)(nil)
 
 func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFDIR | 0o755
+	out.Nlink = 2
 	out.SetTimes(&d.born, &d.born, &d.born)
 	return 0
 }

@@ -1,0 +1,273 @@
+// Package control lets nvmemfs commands reach a running server: attach,
+// detach, list and unmount travel as one JSON request and one JSON response
+// over a unix socket in the abstract name space, named after the mountpoint.
+// Only root and the user who runs the server may use it (SO_PEERCRED).
+package control
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nvmemfs/nvmemfs/backends/spec"
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+// Request is what a command sends.
+type Request struct {
+	// Op is attach, detach, ls or unmount.
+	Op string `json:"op"`
+	// Args are SPECs for attach, names for detach.
+	Args []string `json:"args,omitempty"`
+	// Dir is the caller's working folder: relative paths in SPECs are
+	// taken from there.
+	Dir string `json:"dir,omitempty"`
+}
+
+// Response is what the server answers. Errors lists one message for each
+// argument that failed; the others succeeded.
+type Response struct {
+	Errors  []string     `json:"errors,omitempty"`
+	Devices []DeviceInfo `json:"devices,omitempty"`
+}
+
+// DeviceInfo describes a device for ls.
+type DeviceInfo struct {
+	Name     string     `json:"name"`
+	Type     string     `json:"type"`
+	Size     int64      `json:"size"`
+	Mode     string     `json:"mode"`
+	ForceRO  bool       `json:"force_ro"`
+	WordSize int        `json:"word_size"`
+	Stride   int        `json:"stride"`
+	Source   string     `json:"source,omitempty"`
+	Cells    []CellInfo `json:"cells,omitempty"`
+}
+
+// CellInfo describes a cell for ls.
+type CellInfo struct {
+	Name      string `json:"name"`
+	Offset    int64  `json:"offset"`
+	Bytes     int    `json:"bytes"`
+	BitOffset int    `json:"bit_offset,omitempty"`
+	NBits     int    `json:"nbits,omitempty"`
+}
+
+// SocketName is the abstract socket name of the server mounted at
+// mountpoint: a hash of its absolute, cleaned path.
+func SocketName(mountpoint string) (string, error) {
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return "@nvmemfs-" + hex.EncodeToString(sum[:16]), nil
+}
+
+// Server answers requests for one mount.
+type Server struct {
+	reg      *nvcore.Registry
+	shutdown func() error
+	ln       *net.UnixListener
+	uid      int
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	sources map[*nvcore.Device]string
+}
+
+// NewServer makes a server for reg. shutdown removes every device and
+// unmounts; it is called for the unmount request.
+func NewServer(reg *nvcore.Registry, shutdown func() error) *Server {
+	return &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]string{}}
+}
+
+// Attach parses and attaches one SPEC, remembering it for ls.
+func (s *Server) Attach(text, dir string) (*nvcore.Device, error) {
+	sp, err := spec.Parse(text, dir)
+	if err != nil {
+		return nil, err
+	}
+	return s.AttachSpec(sp)
+}
+
+// AttachSpec attaches a parsed SPEC, remembering it for ls.
+func (s *Server) AttachSpec(sp *spec.Spec) (*nvcore.Device, error) {
+	d, err := sp.Attach(s.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sources[d] = sp.Text
+	s.mu.Unlock()
+	return d, nil
+}
+
+// Listen starts answering on the mount's socket.
+func (s *Server) Listen(mountpoint string) error {
+	name, err := SocketName(mountpoint)
+	if err != nil {
+		return err
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("another nvmemfs server already serves %s", mountpoint)
+		}
+		return err
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.accept()
+	return nil
+}
+
+// Close stops listening and waits for the requests in progress.
+func (s *Server) Close() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.wg.Wait()
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer conn.Close()
+			s.serve(conn)
+		}()
+	}
+}
+
+func (s *Server) serve(conn *net.UnixConn) {
+	var resp Response
+	if err := s.allowed(conn); err != nil {
+		resp.Errors = []string{err.Error()}
+	} else {
+		var req Request
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := json.NewDecoder(conn).Decode(&req); err != nil {
+			resp.Errors = []string{"bad request: " + err.Error()}
+		} else {
+			resp = s.handle(req)
+		}
+	}
+	if err := json.NewEncoder(conn).Encode(resp); err != nil {
+		slog.Warn("control: reply lost", "err", err)
+	}
+}
+
+func (s *Server) allowed(conn *net.UnixConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if credErr != nil {
+		return credErr
+	}
+	if cred.Uid != 0 && int(cred.Uid) != s.uid {
+		return fmt.Errorf("permission denied: only root and uid %d may control this mount", s.uid)
+	}
+	return nil
+}
+
+func (s *Server) handle(req Request) Response {
+	var resp Response
+	fail := func(err error) { resp.Errors = append(resp.Errors, err.Error()) }
+	switch req.Op {
+	case "attach":
+		for _, text := range req.Args {
+			if _, err := s.Attach(text, req.Dir); err != nil {
+				fail(fmt.Errorf("attach %s: %w", text, err))
+			}
+		}
+	case "detach":
+		for _, name := range req.Args {
+			d, err := s.reg.Device(name)
+			if err == nil {
+				err = s.reg.Remove(d)
+				s.mu.Lock()
+				delete(s.sources, d)
+				s.mu.Unlock()
+			}
+			if err != nil {
+				fail(fmt.Errorf("detach %s: %w", name, err))
+			}
+		}
+	case "ls":
+		resp.Devices = s.List()
+	case "unmount":
+		if err := s.shutdown(); err != nil {
+			fail(err)
+		}
+	default:
+		fail(fmt.Errorf("unknown request %q", req.Op))
+	}
+	return resp
+}
+
+// List describes the registered devices, by name.
+func (s *Server) List() []DeviceInfo {
+	var out []DeviceInfo
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.reg.Devices() {
+		info := DeviceInfo{
+			Name: d.Name(), Type: d.Type().String(), Size: d.Size(),
+			Mode: fmt.Sprintf("%04o", d.Mode()), ForceRO: d.ForceRO(),
+			WordSize: d.WordSize(), Stride: d.Stride(), Source: s.sources[d],
+		}
+		for _, c := range d.Cells() {
+			ci := c.Info()
+			info.Cells = append(info.Cells, CellInfo{ci.Name, ci.Offset, ci.Bytes, ci.BitOffset, ci.NBits})
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Call sends req to the server mounted at mountpoint and returns its answer.
+func Call(mountpoint string, req Request) (*Response, error) {
+	name, err := SocketName(mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: name, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("no nvmemfs server for %s (is it mounted? %v)", mountpoint, err)
+	}
+	defer conn.Close()
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, err
+	}
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("server for %s: %w", mountpoint, err)
+	}
+	return &resp, nil
+}

@@ -1,0 +1,359 @@
+// Command nvmemfs mounts non-volatile memories (EEPROMs, OTP, image files)
+// as a file system laid out like /sys/bus/nvmem/devices, and attaches and
+// detaches them at run time.
+package main
+
+import (
+	"bufio"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nvmemfs/nvmemfs/backends/spec"
+	"github.com/nvmemfs/nvmemfs/control"
+	"github.com/nvmemfs/nvmemfs/fs"
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+//go:embed testdata/demo
+var demoFiles embed.FS
+
+// readyFDEnv names the descriptor on which a server started in the
+// background reports "ok" or its error to the command that started it.
+const readyFDEnv = "NVMEMFS_READY_FD"
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "nvmemfs:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	mountFlag := &cli.StringFlag{
+		Name: "mount", Aliases: []string{"m"}, Value: "/nvmem", EnvVars: []string{"NVMEMFS_MOUNT"},
+		Usage: "the nvmemfs mountpoint to act on",
+	}
+	return &cli.App{
+		Name:  "nvmemfs",
+		Usage: "non-volatile memories as files, with the kernel's sysfs nvmem semantics",
+		Commands: []*cli.Command{
+			{
+				Name:      "mount",
+				Usage:     "mount nvmemfs and attach devices; returns once the mount is ready",
+				ArgsUsage: "MOUNTPOINT",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "serve in this process instead of the background"},
+					&cli.BoolFlag{Name: "allow-other", Usage: "let other users in (the file modes are enforced)"},
+					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "attach the devices of `FILE`, one SPEC a line"},
+					&cli.StringSliceFlag{Name: "device", Aliases: []string{"d"}, Usage: "attach `SPEC` (repeatable)"},
+					&cli.BoolFlag{Name: "demo", Usage: "attach demo devices built from the bundled images"},
+					&cli.StringFlag{Name: "log", Usage: "append the server's log to `FILE`"},
+					&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
+				},
+				Action: mountCmd,
+			},
+			{
+				Name: "attach", Usage: "attach devices to a running mount", ArgsUsage: "SPEC...",
+				Flags: []cli.Flag{mountFlag}, Action: requestCmd("attach"),
+			},
+			{
+				Name: "detach", Usage: "detach devices; returns once the provider is closed", ArgsUsage: "NAME...",
+				Flags: []cli.Flag{mountFlag}, Action: requestCmd("detach"),
+			},
+			{
+				Name: "ls", Usage: "list the attached devices",
+				Flags:  []cli.Flag{mountFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action: lsCmd,
+			},
+			{
+				Name: "unmount", Usage: "detach every device, unmount, and stop the server", ArgsUsage: "MOUNTPOINT",
+				Action: unmountCmd,
+			},
+		},
+	}
+}
+
+func oneMountpoint(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("%s: want exactly one MOUNTPOINT", c.Command.Name)
+	}
+	return filepath.Abs(c.Args().First())
+}
+
+// mountCmd starts the server. In the background it re-runs itself with
+// --foreground and waits for the child to report readiness.
+func mountCmd(c *cli.Context) error {
+	mnt, err := oneMountpoint(c)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("foreground") {
+		return startBackground(mnt)
+	}
+	return serve(c, mnt)
+}
+
+func startBackground(mnt string) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"mount", "--foreground"}, os.Args[2:]...)
+	cmd := exec.Command(self, args...)
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	w.Close()
+	msg, _ := io.ReadAll(r)
+	r.Close()
+	text := strings.TrimSpace(string(msg))
+	if text == "ok" {
+		cmd.Process.Release()
+		return nil
+	}
+	cmd.Wait()
+	if text == "" {
+		text = "the server exited before the mount was ready"
+	}
+	return errors.New(text)
+}
+
+// serve mounts, attaches, reports readiness and serves until unmounted.
+func serve(c *cli.Context, mnt string) (err error) {
+	var ready *os.File
+	if fd, convErr := strconv.Atoi(os.Getenv(readyFDEnv)); convErr == nil {
+		os.Unsetenv(readyFDEnv)
+		ready = os.NewFile(uintptr(fd), "ready")
+		defer func() {
+			if err != nil && ready != nil {
+				fmt.Fprintln(ready, err)
+				ready.Close()
+				err = cli.Exit("", 1)
+			}
+		}()
+	}
+	if err := setupLog(c.String("log"), ready != nil); err != nil {
+		return err
+	}
+
+	specs, cleanup, err := collectSpecs(c)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	reg := nvcore.NewRegistry()
+	fsys, err := fs.Mount(mnt, reg, fs.Options{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug")})
+	if err != nil {
+		return err
+	}
+	var once sync.Once
+	var shutdownErr error
+	shutdown := func() error {
+		once.Do(func() {
+			shutdownErr = errors.Join(reg.RemoveAll(), fsys.Unmount())
+		})
+		return shutdownErr
+	}
+	ctl := control.NewServer(reg, shutdown)
+	for _, sp := range specs {
+		if _, err := ctl.AttachSpec(sp); err != nil {
+			shutdown()
+			return fmt.Errorf("attach %s: %w", sp.Text, err)
+		}
+	}
+	if err := ctl.Listen(mnt); err != nil {
+		shutdown()
+		return err
+	}
+	defer ctl.Close()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		slog.Info("signal: unmounting", "signal", s.String())
+		shutdown()
+	}()
+
+	slog.Info("mounted", "mountpoint", mnt, "devices", len(reg.Devices()))
+	if ready != nil {
+		fmt.Fprintln(ready, "ok")
+		ready.Close()
+		ready = nil
+		os.Chdir("/")
+	}
+	fsys.Wait()
+	// Unmounted by request, by signal, or from outside (umount): in every
+	// case the devices are drained and closed before the server exits.
+	return shutdown()
+}
+
+// setupLog sends slog to a file; a background server without one logs
+// nowhere, since its terminal is gone.
+func setupLog(path string, background bool) error {
+	var w io.Writer = os.Stderr
+	if path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		w = f
+	} else if background {
+		w = io.Discard
+	}
+	if background {
+		devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err == nil {
+			syscall.Dup2(int(devNull.Fd()), 0)
+			syscall.Dup2(int(devNull.Fd()), 1)
+			if path == "" {
+				syscall.Dup2(int(devNull.Fd()), 2)
+			}
+		}
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(w, nil)))
+	return nil
+}
+
+// collectSpecs gathers the devices of --config, --device and --demo, parsed
+// before anything is mounted so that a typo fails the mount cleanly.
+func collectSpecs(c *cli.Context) ([]*spec.Spec, func(), error) {
+	cleanup := func() {}
+	var specs []*spec.Spec
+	if path := c.String("config"); path != "" {
+		list, err := spec.ReadConfigFile(path)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		specs = append(specs, list...)
+	}
+	cwd, _ := os.Getwd()
+	for _, text := range c.StringSlice("device") {
+		sp, err := spec.Parse(text, cwd)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		specs = append(specs, sp)
+	}
+	if c.Bool("demo") {
+		dir, err := unpackDemo()
+		if err != nil {
+			return nil, cleanup, err
+		}
+		cleanup = func() { os.RemoveAll(dir) }
+		list, err := spec.ReadConfigFile(filepath.Join(dir, "demo.conf"))
+		if err != nil {
+			return nil, cleanup, err
+		}
+		specs = append(specs, list...)
+	}
+	return specs, cleanup, nil
+}
+
+// unpackDemo copies the bundled demo images to a fresh folder, so that
+// writes through the mount never touch the originals.
+func unpackDemo() (string, error) {
+	dir, err := os.MkdirTemp("", "nvmemfs-demo-")
+	if err != nil {
+		return "", err
+	}
+	err = iofs.WalkDir(demoFiles, "testdata/demo", func(path string, e iofs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		data, err := demoFiles.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644)
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// requestCmd sends attach or detach with the command's arguments.
+func requestCmd(op string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() == 0 {
+			return fmt.Errorf("%s: nothing to %s", op, op)
+		}
+		cwd, _ := os.Getwd()
+		resp, err := control.Call(c.String("mount"), control.Request{Op: op, Args: c.Args().Slice(), Dir: cwd})
+		if err != nil {
+			return err
+		}
+		return respErrors(resp)
+	}
+}
+
+func respErrors(resp *control.Response) error {
+	if len(resp.Errors) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(resp.Errors, "\nnvmemfs: "))
+}
+
+func lsCmd(c *cli.Context) error {
+	resp, err := control.Call(c.String("mount"), control.Request{Op: "ls"})
+	if err != nil {
+		return err
+	}
+	if err := respErrors(resp); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if resp.Devices == nil {
+			resp.Devices = []control.DeviceInfo{}
+		}
+		return enc.Encode(resp.Devices)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tSIZE\tMODE\tFORCE_RO\tCELLS\tSOURCE")
+	for _, d := range resp.Devices {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\t%d\t%s\n", d.Name, d.Type, d.Size, d.Mode, d.ForceRO, len(d.Cells), d.Source)
+	}
+	tw.Flush()
+	return out.Flush()
+}
+
+func unmountCmd(c *cli.Context) error {
+	mnt, err := oneMountpoint(c)
+	if err != nil {
+		return err
+	}
+	resp, err := control.Call(mnt, control.Request{Op: "unmount"})
+	if err != nil {
+		return err
+	}
+	return respErrors(resp)
+}
