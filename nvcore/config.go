@@ -135,10 +135,23 @@ func (cfg *Config) validate(size int64) error {
 		}
 		prevEnd = k.End
 	}
+	type cellKey struct {
+		name     string
+		off      int64
+		bitOffset int
+	}
+	seen := make(map[cellKey]bool, len(cfg.Cells))
 	for i, c := range cfg.Cells {
 		if err := c.Validate(size, cfg.WordSize, cfg.Stride); err != nil {
 			return fmt.Errorf("cell %d: %w", i+1, err)
 		}
+		// The cell's file is named <name>@<off>,<bit>: two cells that agree
+		// on all three would hide one another.
+		k := cellKey{c.Name, c.Offset, c.BitOffset}
+		if seen[k] {
+			return fmt.Errorf("cell %d: %w: %q at %#x bit %d declared twice", i+1, ErrInvalid, c.Name, c.Offset, c.BitOffset)
+		}
+		seen[k] = true
 	}
 	return nil
 }

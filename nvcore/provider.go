@@ -31,4 +31,3 @@ type Syncer interface {
 // defaultTransferSize bounds a read section for providers that state no
 // transfer size of their own.
 const defaultTransferSize = 64 << 10
-
