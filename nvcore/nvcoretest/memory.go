@@ -17,13 +17,12 @@ type Memory struct {
 	mu   sync.Mutex
 	data []byte
 
-	// Delay is slept inside every read and write call.
-	Delay time.Duration
-	// Xfer, when not zero, is reported as the transfer size.
+	// Xfer, when not zero, is reported as the transfer size. Set it before
+	// registering.
 	Xfer int
-	// Hook, when set, runs at the start of every call, inside the core's read
-	// section; a non-nil error fails the call. It may block.
-	Hook func(op string, off int64, n int) error
+
+	delay atomic.Int64 // nanoseconds slept inside every read and write
+	hook  atomic.Pointer[func(op string, off int64, n int) error]
 
 	closed          atomic.Bool
 	reads, writes   atomic.Int64
@@ -47,15 +46,29 @@ func (m *Memory) enter(op string, off int64, n int) error {
 		m.callsAfterClose.Add(1)
 		return fmt.Errorf("nvcoretest: %s after Close", op)
 	}
-	if m.Hook != nil {
-		if err := m.Hook(op, off, n); err != nil {
+	if h := m.hook.Load(); h != nil {
+		if err := (*h)(op, off, n); err != nil {
 			return err
 		}
 	}
-	if m.Delay > 0 {
-		time.Sleep(m.Delay)
+	if d := m.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
 	}
 	return nil
+}
+
+// SetDelay makes every later read and write sleep d inside the provider.
+func (m *Memory) SetDelay(d time.Duration) { m.delay.Store(int64(d)) }
+
+// SetHook makes hook run at the start of every later call, inside the
+// core's read section; a non-nil error fails the call. It may block. nil
+// removes the hook. Safe to call while the provider is in use.
+func (m *Memory) SetHook(hook func(op string, off int64, n int) error) {
+	if hook == nil {
+		m.hook.Store(nil)
+		return
+	}
+	m.hook.Store(&hook)
 }
 
 // ReadAt copies from the memory.
