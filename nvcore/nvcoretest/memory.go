@@ -25,6 +25,8 @@ type Memory struct {
 	hook  atomic.Pointer[func(op string, off int64, n int) error]
 
 	closed          atomic.Bool
+	inside          atomic.Int64 // calls under way
+	insideAtClose   atomic.Int64
 	reads, writes   atomic.Int64
 	callsAfterClose atomic.Int64
 	syncs           atomic.Int64
@@ -74,6 +76,8 @@ func (m *Memory) SetHook(hook func(op string, off int64, n int) error) {
 // ReadAt copies from the memory.
 func (m *Memory) ReadAt(p []byte, off int64) (int, error) {
 	m.reads.Add(1)
+	m.inside.Add(1)
+	defer m.inside.Add(-1)
 	if err := m.enter("read", off, len(p)); err != nil {
 		return 0, err
 	}
@@ -88,6 +92,8 @@ func (m *Memory) ReadAt(p []byte, off int64) (int, error) {
 // WriteAt copies into the memory.
 func (m *Memory) WriteAt(p []byte, off int64) (int, error) {
 	m.writes.Add(1)
+	m.inside.Add(1)
+	defer m.inside.Add(-1)
 	if err := m.enter("write", off, len(p)); err != nil {
 		return 0, err
 	}
@@ -110,6 +116,7 @@ func (m *Memory) Sync() error {
 
 // Close marks the provider closed; a second Close is an error.
 func (m *Memory) Close() error {
+	m.insideAtClose.Store(m.inside.Load())
 	if m.closed.Swap(true) {
 		return fmt.Errorf("nvcoretest: closed twice")
 	}
@@ -130,6 +137,10 @@ func (m *Memory) Closed() bool { return m.closed.Load() }
 func (m *Memory) Reads() int64  { return m.reads.Load() }
 func (m *Memory) Writes() int64 { return m.writes.Load() }
 func (m *Memory) Syncs() int64  { return m.syncs.Load() }
+
+// InsideAtClose is how many calls were still running when Close was
+// called: always 0 in a correct core.
+func (m *Memory) InsideAtClose() int64 { return m.insideAtClose.Load() }
 
 // CallsAfterClose counts calls made after Close: always 0 in a correct core.
 func (m *Memory) CallsAfterClose() int64 { return m.callsAfterClose.Load() }
