@@ -3,7 +3,6 @@ package fs
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -153,5 +152,5 @@ func settledGoroutines(want int) int {
 
 func stackDump() string {
 	buf := make([]byte, 1<<20)
-	return fmt.Sprintf("%s", buf[:runtime.Stack(buf, true)])
+	return string(buf[:runtime.Stack(buf, true)])
 }
