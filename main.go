@@ -172,13 +172,19 @@ func serve(c *cli.Context, mnt string) (err error) {
 	}
 	var once sync.Once
 	var shutdownErr error
+	var ctl *control.Server
+	// shutdown drains and closes every device, then unmounts. A mount still
+	// in use is detached lazily, and this server keeps answering ENODEV on
+	// the descriptors left open until the last one closes; its control
+	// socket closes at once, so a new server may mount in its place.
 	shutdown := func() error {
 		once.Do(func() {
+			ctl.StopListening()
 			shutdownErr = errors.Join(reg.RemoveAll(), fsys.Unmount())
 		})
 		return shutdownErr
 	}
-	ctl := control.NewServer(reg, shutdown)
+	ctl = control.NewServer(reg, shutdown)
 	for _, sp := range specs {
 		if _, err := ctl.AttachSpec(sp); err != nil {
 			shutdown()

@@ -134,11 +134,17 @@ func (s *Server) Listen(mountpoint string) error {
 	return nil
 }
 
-// Close stops listening and waits for the requests in progress.
-func (s *Server) Close() {
+// StopListening refuses new requests; those in progress go on. It may be
+// called from a request (unmount does).
+func (s *Server) StopListening() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+}
+
+// Close stops listening and waits for the requests in progress.
+func (s *Server) Close() {
+	s.StopListening()
 	s.wg.Wait()
 }
 

@@ -42,6 +42,7 @@ type FS struct {
 	// goroutine: a notify must never run inside a FUSE handler (DESIGN
 	// rule 5), and the registry's event callbacks may run anywhere.
 	jobs        chan func()
+	served      chan struct{} // closed when the kernel has let go of the mount
 	stopOnce    sync.Once
 	unsubscribe func()
 	notifierEnd chan struct{}
@@ -61,6 +62,7 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		dir:         dir,
 		born:        time.Now(),
 		jobs:        make(chan func(), 64),
+		served:      make(chan struct{}),
 		notifierEnd: make(chan struct{}),
 	}
 	f.root = &dirNode{born: f.born}
@@ -99,6 +101,10 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	f.server = server
+	go func() {
+		server.Wait()
+		close(f.served)
+	}()
 	// Subscribe before listing, so no device slips between the two; adding
 	// is idempotent.
 	f.unsubscribe = reg.Subscribe(f.onEvent)
@@ -108,8 +114,10 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 	return f, nil
 }
 
-// Wait returns when the file system is unmounted, by Unmount or from outside.
-func (f *FS) Wait() { f.server.Wait() }
+// Wait returns when the file system is unmounted, by Unmount or from
+// outside, and the kernel has let go of it: after a lazy unmount, once the
+// last descriptor under it is closed.
+func (f *FS) Wait() { <-f.served }
 
 // Unmount stops following the registry and unmounts. A mount still in use
 // is detached lazily: it leaves the name space at once, and the kernel
@@ -117,6 +125,12 @@ func (f *FS) Wait() { f.server.Wait() }
 // the devices were removed first).
 func (f *FS) Unmount() error {
 	f.unsubscribe()
+	select {
+	case <-f.served: // unmounted from outside already
+		f.stopNotifier()
+		return nil
+	default:
+	}
 	err := f.server.Unmount()
 	if err != nil {
 		mnt := f.dir

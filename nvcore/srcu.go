@@ -10,8 +10,9 @@ import (
 // srcuSlots is the number of counter slots readers spread over. More slots
 // than cores keeps two readers on different cores off the same cache line
 // most of the time; the slot is only an affinity hint, never a correctness
-// condition.
-var srcuSlots = nextPow2(max(4, 2*runtime.GOMAXPROCS(0)))
+// condition. Capped at 64 (8 KiB a device) so that thousands of devices on a
+// big machine stay small.
+var srcuSlots = nextPow2(min(64, max(4, 2*runtime.GOMAXPROCS(0))))
 
 // cacheLine is generous on purpose: adjacent-line prefetch on x86 pulls
 // pairs of 64-byte lines, so 128 bytes keeps neighbours truly apart.
