@@ -52,6 +52,8 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "nvmemfs",
 		Usage: "non-volatile memories as files, with the kernel's sysfs nvmem semantics",
+		// A SPEC is itself a comma-separated list: --device must not be split.
+		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
 			{
 				Name:      "mount",

@@ -136,8 +136,8 @@ func (cfg *Config) validate(size int64) error {
 		prevEnd = k.End
 	}
 	type cellKey struct {
-		name     string
-		off      int64
+		name      string
+		off       int64
 		bitOffset int
 	}
 	seen := make(map[cellKey]bool, len(cfg.Cells))

@@ -38,6 +38,12 @@ type Spec struct {
 	cellLines []int
 }
 
+// knownOptions are the options a SPEC may carry after KIND:ARGUMENT.
+var knownOptions = map[string]bool{
+	"name": true, "type": true, "ro": true, "root-only": true, "offset": true,
+	"size": true, "word-size": true, "stride": true, "keepout": true, "cells": true,
+}
+
 // ErrSyntax marks every parse error.
 var ErrSyntax = errors.New("bad device spec")
 
@@ -75,7 +81,12 @@ func Parse(text, dir string) (*Spec, error) {
 			return nil
 		}
 		var err error
-		if !hasVal && key != "ro" && key != "root-only" {
+		switch {
+		case key == "":
+			return fail("empty option (two commas in a row?)")
+		case !knownOptions[key]:
+			return fail("unknown option %q", key)
+		case !hasVal && key != "ro" && key != "root-only":
 			return fail("option %q needs a value (%s=...)", key, key)
 		}
 		switch key {
@@ -107,10 +118,6 @@ func Parse(text, dir string) (*Spec, error) {
 			if err != nil {
 				return nil, err
 			}
-		case "":
-			err = errors.New("empty option (two commas in a row?)")
-		default:
-			err = fmt.Errorf("unknown option %q", key)
 		}
 		if err != nil {
 			return fail("%v", err)
