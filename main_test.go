@@ -682,10 +682,8 @@ func TestBadInputs(t *testing.T) {
 		wantContains(t, "mount --device flash:...", stderr, `unknown kind "flash"`)
 	})
 
-	// BUG (main.go): fails today. The server mounts with DirectMount; when
-	// mount(2) fails, go-fuse falls back to fusermount, whose message goes to
-	// /dev/null, and all the user reads is "mount DIR: fusermount exited
-	// with code 256".
+	// mount(2) failing would fall back to fusermount, whose message is
+	// lost: the folder is checked first.
 	t.Run("missing mountpoint", func(t *testing.T) {
 		mnt := filepath.Join(t.TempDir(), "missing")
 		stderr := mountFails(t, mnt, "--demo")

@@ -57,6 +57,13 @@ const entryTimeout = time.Second
 // Mount mounts the registry's devices at dir and follows the registry as
 // devices come and go. It returns once the kernel serves the mount.
 func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
+	// Check the folder first: a failed mount(2) falls back to fusermount,
+	// whose exit status would hide the reason.
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("mount %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("mount %s: not a directory", dir)
+	}
 	f := &FS{
 		reg:         reg,
 		dir:         dir,
@@ -76,14 +83,16 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		UID:             uint32(os.Getuid()),
 		GID:             uint32(os.Getgid()),
 		MountOptions: fuse.MountOptions{
-			AllowOther:    o.AllowOther,
-			FsName:        "nvmemfs",
-			Name:          "nvmemfs",
-			Options:       []string{"default_permissions"},
-			DirectMount:   os.Geteuid() == 0,
-			Debug:         o.Debug,
-			MaxWrite:      128 << 10,
-			DisableXAttrs: true,
+			AllowOther: o.AllowOther,
+			FsName:     "nvmemfs",
+			Name:       "nvmemfs",
+			Options:    []string{"default_permissions"},
+			// As root, mount(2) itself: its errno is the reason a user needs,
+			// which a fallback to fusermount would hide.
+			DirectMountStrict: os.Geteuid() == 0,
+			Debug:             o.Debug,
+			MaxWrite:          128 << 10,
+			DisableXAttrs:     true,
 		},
 	}
 	if o.OnPanic != nil {

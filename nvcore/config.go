@@ -55,6 +55,19 @@ type CellInfo struct {
 	Bytes     int
 	BitOffset int
 	NBits     int
+
+	// Layout names the layout that found the cell; empty for a cell the
+	// user declared. Only cells the user declared, without Decode, can be
+	// written through Cell.Write: a layout's cells are edited through the
+	// layout, which keeps its checksum valid.
+	Layout string
+	// Decode, when set, turns the raw bytes into what a read of the cell
+	// returns (the kernel's read_post_process): a MAC address stored as
+	// text becomes 6 bytes. It refuses content it cannot decode with an
+	// error wrapping ErrInvalid.
+	Decode func(raw []byte) ([]byte, error)
+	// DecodedSize is the size of a read after Decode; 0 means Bytes.
+	DecodedSize int
 }
 
 // Config describes a device to register. The size comes from the provider.
@@ -72,6 +85,10 @@ type Config struct {
 	Stride   int
 	Keepouts []Keepout
 	Cells    []CellInfo
+	// Layout, when set, adds the cells it finds in the content to Cells.
+	// A content it cannot parse leaves the device without those cells, and
+	// Device.LayoutError says why.
+	Layout Layout
 }
 
 // validName accepts what makes a good directory name and a good word in a
