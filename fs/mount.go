@@ -42,6 +42,9 @@ type FS struct {
 	// goroutine: a notify must never run inside a FUSE handler (DESIGN
 	// rule 5), and the registry's event callbacks may run anywhere.
 	jobs        chan func()
+	staleMu     sync.Mutex
+	stale       []staleName   // cached names to drop, queued by cellLeft
+	staleWake   chan struct{} // capacity 1: pokes the notifier
 	served      chan struct{} // closed when the kernel has let go of the mount
 	stopOnce    sync.Once
 	unsubscribe func()
@@ -69,6 +72,7 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		dir:         dir,
 		born:        time.Now(),
 		jobs:        make(chan func(), 64),
+		staleWake:   make(chan struct{}, 1),
 		served:      make(chan struct{}),
 		notifierEnd: make(chan struct{}),
 	}
@@ -158,10 +162,20 @@ func (f *FS) stopNotifier() {
 	<-f.notifierEnd
 }
 
+// notifier runs every tree change that tells the kernel something, one at a
+// time, outside any FUSE handler.
 func (f *FS) notifier() {
 	defer close(f.notifierEnd)
-	for job := range f.jobs {
-		job()
+	for {
+		select {
+		case job, ok := <-f.jobs:
+			if !ok {
+				return
+			}
+			job()
+		case <-f.staleWake:
+			f.dropStaleNames()
+		}
 	}
 }
 
@@ -174,6 +188,10 @@ func (f *FS) onEvent(ev nvcore.Event) {
 	switch ev.Kind {
 	case nvcore.DeviceAdd:
 		f.addDevice(ev.Device)
+	case nvcore.CellRemove:
+		if !ev.Device.Gone() {
+			f.cellLeft(ev.Device, ev.Cell)
+		}
 	case nvcore.DeviceRemove:
 		done := make(chan struct{})
 		f.jobs <- func() {
@@ -182,12 +200,6 @@ func (f *FS) onEvent(ev nvcore.Event) {
 		}
 		<-done
 	}
-}
-
-// deviceDir is <mnt>/<dev>.
-type deviceDir struct {
-	dirNode
-	dev *nvcore.Device
 }
 
 func (f *FS) addDevice(d *nvcore.Device) {
@@ -205,11 +217,10 @@ func (f *FS) addDevice(d *nvcore.Device) {
 	if d.CanWrite() {
 		add(dirIn, "force_ro", &attrFile{dev: d, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
 	}
-	if cells := d.Cells(); len(cells) > 0 {
-		cellsIn := dirIn.NewPersistentInode(ctx, &dirNode{born: f.born}, gofs.StableAttr{Mode: syscall.S_IFDIR})
-		for _, c := range cells {
-			add(cellsIn, cellFileName(c), &cellFile{cell: c, mode: cellMode(c), born: f.born})
-		}
+	// cells/ is there for every device that has or may get cells; the
+	// device directory hides it while it is empty.
+	if d.Layout() != nil || len(d.Cells()) > 0 {
+		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born), gofs.StableAttr{Mode: syscall.S_IFDIR})
 		dirIn.AddChild("cells", cellsIn, false)
 	}
 	f.root.AddChild(d.Name(), dirIn, false)

@@ -221,9 +221,13 @@ var (
 )
 
 // cellMode is the kernel's 0444 & mode of nvmem, plus the write bit of nvmem
-// for a plain cell (SPEC 4, "we go further").
+// for a plain cell (SPEC 4, "we go further"). A layout's cells are edited
+// through the layout.
 func cellMode(c *nvcore.Cell) uint32 {
-	return c.Device().Mode() & 0o644
+	if c.Plain() {
+		return c.Device().Mode() & 0o644
+	}
+	return c.Device().Mode() & 0o444
 }
 
 // cellFileName is the kernel's <name>@<off>,<bit>, in lowercase hex.

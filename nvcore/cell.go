@@ -3,71 +3,127 @@ package nvcore
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 )
 
 // Cell is a named piece of a device: whole bytes, or a bit field. Like the
 // device it belongs to, a cell may be held after removal; its reads then
 // fail with ErrNoDevice.
+//
+// A cell is known by its name, offset and bit offset (its file name in
+// cells/). When a layout re-parses the content and finds the same cell with
+// another length, the same *Cell carries the new length; when the cell is
+// no longer there, it is retired and its reads fail with ErrNoCell.
 type Cell struct {
-	dev  *Device
-	info CellInfo
+	dev     *Device
+	info    atomic.Pointer[CellInfo]
+	retired atomic.Bool
+}
+
+func newCell(d *Device, ci CellInfo) *Cell {
+	c := &Cell{dev: d}
+	c.info.Store(&ci)
+	return c
 }
 
 // Device returns the device the cell belongs to.
 func (c *Cell) Device() *Device { return c.dev }
 
 // Info returns the cell's declaration.
-func (c *Cell) Info() CellInfo { return c.info }
+func (c *Cell) Info() CellInfo { return *c.info.Load() }
 
 // Name is the cell's name; two cells of one device may share it.
-func (c *Cell) Name() string { return c.info.Name }
+func (c *Cell) Name() string { return c.info.Load().Name }
 
 // Offset is the byte offset of the cell in the device.
-func (c *Cell) Offset() int64 { return c.info.Offset }
+func (c *Cell) Offset() int64 { return c.info.Load().Offset }
 
 // BitOffset is the bit offset of a bit-field cell, 0 otherwise.
-func (c *Cell) BitOffset() int { return c.info.BitOffset }
+func (c *Cell) BitOffset() int { return c.info.Load().BitOffset }
 
 // Size is the number of bytes a read of the cell returns.
-func (c *Cell) Size() int { return c.info.Bytes }
+func (c *Cell) Size() int {
+	if ci := c.info.Load(); ci.DecodedSize != 0 {
+		return ci.DecodedSize
+	}
+	return c.info.Load().Bytes
+}
 
-// Writable reports whether Write can succeed now: the device can be written
-// and its force_ro switch is off.
-func (c *Cell) Writable() bool { return c.dev.writer != nil && !c.dev.ForceRO() }
+// Layout names the layout that found the cell, or "" for a declared cell.
+func (c *Cell) Layout() string { return c.info.Load().Layout }
+
+// Retired reports whether the cell has left its device's content.
+func (c *Cell) Retired() bool { return c.retired.Load() }
+
+// Plain reports whether the cell can be written through Write: declared by
+// the user, with no decoding. A layout's cells are edited through the
+// layout, which keeps its checksum valid (SPEC 4).
+func (c *Cell) Plain() bool {
+	ci := c.info.Load()
+	return ci.Layout == "" && ci.Decode == nil
+}
+
+// Writable reports whether Write can succeed now: a plain cell of a device
+// that can be written, with its force_ro switch off.
+func (c *Cell) Writable() bool { return c.Plain() && c.dev.writer != nil && !c.dev.ForceRO() }
+
+func (c *Cell) errRetired(ci *CellInfo) error {
+	return fmt.Errorf("%w: %s: cell %s@%x,%x is no longer in the content", ErrNoCell, c.dev.name, ci.Name, ci.Offset, ci.BitOffset)
+}
 
 // Read reads the cell from the device: the raw bytes, or for a bit field the
-// field shifted down to bit 0, little-endian, in Size bytes.
+// field shifted down to bit 0, little-endian, in Size bytes; then the
+// layout's decoding, if any.
 func (c *Cell) Read() ([]byte, error) {
-	raw := make([]byte, c.info.Bytes)
-	if _, err := c.dev.ReadAt(raw, c.info.Offset); err != nil {
-		return nil, fmt.Errorf("cell %s: %w", c.info.Name, err)
+	ci := c.info.Load()
+	if c.retired.Load() && !c.dev.Gone() {
+		return nil, c.errRetired(ci)
 	}
-	if c.info.NBits == 0 {
+	raw := make([]byte, ci.Bytes)
+	if err := c.dev.readRaw(raw, ci.Offset); err != nil {
+		return nil, fmt.Errorf("cell %s: %w", ci.Name, err)
+	}
+	if ci.NBits != 0 {
+		raw = extractBits(raw, ci.BitOffset, ci.NBits)
+	}
+	if ci.Decode == nil {
 		return raw, nil
 	}
-	return extractBits(raw, c.info.BitOffset, c.info.NBits), nil
+	v, err := ci.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("cell %s: %w", ci.Name, err)
+	}
+	return v, nil
 }
 
 // Write replaces the whole cell with v, which must be Size bytes. A bit field
 // is read, modified and written back: bits outside the field keep their
-// device values, and a v with bits set above NBits is ErrInvalid.
+// device values, and a v with bits set above NBits is ErrInvalid. Only plain
+// cells can be written (ErrNotSupported otherwise).
 func (c *Cell) Write(v []byte) error {
-	if len(v) != c.info.Bytes {
-		return fmt.Errorf("%w: cell %s: a write must cover the whole cell: %d bytes, not %d", ErrInvalid, c.info.Name, c.info.Bytes, len(v))
+	ci := c.info.Load()
+	if c.retired.Load() && !c.dev.Gone() {
+		return c.errRetired(ci)
+	}
+	if !c.Plain() {
+		return fmt.Errorf("%w: cell %s belongs to the %s layout: edit it through the layout", ErrNotSupported, ci.Name, ci.Layout)
+	}
+	if len(v) != ci.Bytes {
+		return fmt.Errorf("%w: cell %s: a write must cover the whole cell: %d bytes, not %d", ErrInvalid, ci.Name, ci.Bytes, len(v))
 	}
 	out := v
-	if c.info.NBits != 0 {
-		if hasBitsAbove(v, c.info.NBits) {
-			return fmt.Errorf("%w: cell %s: value has bits set beyond its %d bits", ErrInvalid, c.info.Name, c.info.NBits)
+	if ci.NBits != 0 {
+		if hasBitsAbove(v, ci.NBits) {
+			return fmt.Errorf("%w: cell %s: value has bits set beyond its %d bits", ErrInvalid, ci.Name, ci.NBits)
 		}
-		raw := make([]byte, c.info.Bytes)
-		if _, err := c.dev.ReadAt(raw, c.info.Offset); err != nil {
-			return fmt.Errorf("cell %s: %w", c.info.Name, err)
+		raw := make([]byte, ci.Bytes)
+		if err := c.dev.readRaw(raw, ci.Offset); err != nil {
+			return fmt.Errorf("cell %s: %w", ci.Name, err)
 		}
-		out = insertBits(raw, v, c.info.BitOffset, c.info.NBits)
+		out = insertBits(raw, v, ci.BitOffset, ci.NBits)
 	}
-	if _, err := c.dev.WriteAt(out, c.info.Offset); err != nil {
-		return fmt.Errorf("cell %s: %w", c.info.Name, err)
+	if _, err := c.dev.WriteAt(out, ci.Offset); err != nil {
+		return fmt.Errorf("cell %s: %w", ci.Name, err)
 	}
 	return nil
 }
@@ -110,8 +166,8 @@ func (c *Cell) ReadU64() (uint64, error) {
 }
 
 func (c *Cell) readN(n int) ([]byte, error) {
-	if c.info.Bytes != n {
-		return nil, fmt.Errorf("%w: cell %s has %d bytes, not %d", ErrInvalid, c.info.Name, c.info.Bytes, n)
+	if c.Size() != n {
+		return nil, fmt.Errorf("%w: cell %s has %d bytes, not %d", ErrInvalid, c.Name(), c.Size(), n)
 	}
 	return c.Read()
 }

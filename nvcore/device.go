@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 )
 
@@ -23,7 +24,20 @@ type Device struct {
 	keepouts []Keepout
 	mode     uint32
 	xfer     int // largest transfer in one read section
-	cells    []*Cell
+	reg      *Registry
+
+	// The cells: those declared, then those the layout found. cellsMu
+	// guards the slice (replaced, never changed in place); refreshMu keeps
+	// parses one at a time. Lock order: Registry.eventMu, then cellsMu.
+	declared  []CellInfo
+	layout    Layout
+	refreshMu sync.Mutex
+	cellsMu   sync.Mutex
+	cells     []*Cell
+	layoutErr error
+	// stale is set by every write: the content the layout parsed may have
+	// changed, and the next RefreshCells parses again.
+	stale atomic.Bool
 
 	srcu    *SRCU
 	gone    atomic.Bool
@@ -57,8 +71,10 @@ func newDevice(name string, cfg Config, p Provider) *Device {
 	d.readOnly = cfg.ReadOnly || d.writer == nil
 	d.forceRO.Store(d.readOnly)
 	d.mode = fileMode(d.rootOnly, d.readOnly, d.reader != nil, d.writer != nil)
-	for _, ci := range cfg.Cells {
-		d.cells = append(d.cells, &Cell{dev: d, info: ci})
+	d.declared = append([]CellInfo(nil), cfg.Cells...)
+	d.layout = cfg.Layout
+	for _, ci := range d.declared {
+		d.cells = append(d.cells, newCell(d, ci))
 	}
 	return d
 }
@@ -121,17 +137,34 @@ func (d *Device) SetForceRO(v bool) { d.forceRO.Store(v) }
 // Gone reports whether the device has been unregistered (or is being).
 func (d *Device) Gone() bool { return d.gone.Load() }
 
-// Cells returns the device's cells in declaration order.
-func (d *Device) Cells() []*Cell { return append([]*Cell(nil), d.cells...) }
+// Cells returns the device's cells: the declared ones in declaration
+// order, then the layout's in content order. It does not parse: after a
+// write, call RefreshCells first to see what the content holds now.
+func (d *Device) Cells() []*Cell {
+	d.cellsMu.Lock()
+	defer d.cellsMu.Unlock()
+	return append([]*Cell(nil), d.cells...)
+}
 
-// Cell finds a cell by name; the first declared wins when names repeat.
+// Cell finds a cell by name among Cells; the first wins when names repeat.
 func (d *Device) Cell(name string) (*Cell, error) {
-	for _, c := range d.cells {
-		if c.info.Name == name {
+	for _, c := range d.Cells() {
+		if c.Name() == name {
 			return c, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: device %s has no cell %q", ErrNoCell, d.name, name)
+}
+
+// Layout returns the device's layout, or nil.
+func (d *Device) Layout() Layout { return d.layout }
+
+// LayoutError says why the layout found no cells in the content at its
+// last parse (a bad CRC, a missing header), or is nil.
+func (d *Device) LayoutError() error {
+	d.cellsMu.Lock()
+	defer d.cellsMu.Unlock()
+	return d.layoutErr
 }
 
 func (d *Device) errGone() error { return fmt.Errorf("%s: %w", d.name, ErrNoDevice) }
@@ -315,6 +348,22 @@ func (d *Device) Sync() error {
 	return d.call(func() error { return s.Sync() })
 }
 
+// readRaw reads len(p) bytes at off for the core's own use (cells, layout
+// parsers): inside the device, but free of the stride and word-size rules
+// of ReadAt, as the kernel's nvmem_device_read is.
+func (d *Device) readRaw(p []byte, off int64) error {
+	if d.gone.Load() {
+		return d.errGone()
+	}
+	if off < 0 || off > d.size || int64(len(p)) > d.size-off {
+		return fmt.Errorf("%w: %s: %d bytes at %#x reach past the end (size %#x)", ErrInvalid, d.name, len(p), off, d.size)
+	}
+	if d.reader == nil {
+		return fmt.Errorf("%w: %s: read", ErrNotSupported, d.name)
+	}
+	return d.read(p, off)
+}
+
 // read fills p from off, serving keepouts from their fill value and the rest
 // from the provider. The caller has checked bounds and alignment.
 func (d *Device) read(p []byte, off int64) error {
@@ -330,8 +379,10 @@ func (d *Device) read(p []byte, off int64) error {
 	})
 }
 
-// write sends p to off, skipping keepouts silently.
+// write sends p to off, skipping keepouts silently. Whatever the outcome,
+// the content may have changed: the layout's cells are marked stale.
 func (d *Device) write(p []byte, off int64) error {
+	defer d.stale.Store(true)
 	return d.walk(len(p), off, func(start, end int64, k *Keepout) error {
 		if k != nil {
 			return nil

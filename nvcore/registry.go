@@ -82,22 +82,26 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 		return nil, fmt.Errorf("%w: provider can neither read nor write", ErrInvalid)
 	}
 
+	// The layout parses before the device is published, with no lock held:
+	// it reads the provider, which may be slow.
+	d := newDevice(cfg.Name, cfg, p)
+	d.reg = r
+	d.initLayout()
+
 	r.eventMu.Lock()
 	defer r.eventMu.Unlock()
 	r.mu.Lock()
-	name := cfg.Name
-	if name == "" {
-		name = r.freeNameLocked()
-	} else if _, taken := r.devices[name]; taken {
+	if d.name == "" {
+		d.name = r.freeNameLocked()
+	} else if _, taken := r.devices[d.name]; taken {
 		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q", ErrExist, name)
+		return nil, fmt.Errorf("%w: %q", ErrExist, d.name)
 	}
-	d := newDevice(name, cfg, p)
-	r.devices[name] = d
+	r.devices[d.name] = d
 	r.mu.Unlock()
 
 	r.publishLocked(Event{Kind: DeviceAdd, Device: d})
-	for _, c := range d.cells {
+	for _, c := range d.Cells() {
 		r.publishLocked(Event{Kind: CellAdd, Device: d, Cell: c})
 	}
 	return d, nil
@@ -147,7 +151,7 @@ func (r *Registry) Remove(d *Device) error {
 		delete(r.devices, d.name)
 	}
 	r.mu.Unlock()
-	for _, c := range slices.Backward(d.cells) {
+	for _, c := range slices.Backward(d.Cells()) {
 		r.publishLocked(Event{Kind: CellRemove, Device: d, Cell: c})
 	}
 	r.publishLocked(Event{Kind: DeviceRemove, Device: d})
@@ -187,6 +191,9 @@ func (r *Registry) Cell(path string) (*Cell, error) {
 	}
 	d, err := r.Device(dev)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.RefreshCells(); err != nil {
 		return nil, err
 	}
 	return d.Cell(cell)

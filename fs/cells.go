@@ -1,0 +1,189 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+// A layout's cells follow the content: a write to nvmem may add, remove or
+// resize them. So cells/ is not a fixed list of children: it asks the core
+// on every lookup and listing (which re-parses if a write made the content
+// stale), and the notifier drops the kernel's cached names of cells that
+// left (DESIGN rule 5: never from the handler that found out).
+
+// cellInos numbers cell files. go-fuse numbers its own inodes from 1<<63
+// up, so small numbers never collide with them.
+var cellInos atomic.Uint64
+
+// deviceDir is <mnt>/<dev>: nvmem, type and force_ro always, and cells/
+// while the device has cells.
+type deviceDir struct {
+	dirNode
+	dev *nvcore.Device
+}
+
+var (
+	_ gofs.NodeLookuper  = (*deviceDir)(nil)
+	_ gofs.NodeReaddirer = (*deviceDir)(nil)
+)
+
+// hasCells refreshes the layout's cells if a write made them stale.
+func hasCells(d *nvcore.Device) bool {
+	d.RefreshCells()
+	return len(d.Cells()) > 0
+}
+
+func (n *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	child := n.GetChild(name)
+	if child == nil || name == "cells" && !hasCells(n.dev) {
+		return nil, syscall.ENOENT
+	}
+	if ga, ok := child.Operations().(gofs.NodeGetattrer); ok {
+		var a fuse.AttrOut
+		ga.Getattr(ctx, nil, &a)
+		out.Attr = a.Attr
+	}
+	return child, 0
+}
+
+func (n *deviceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if n.dev.Gone() {
+		return nil, syscall.ENODEV
+	}
+	var list []fuse.DirEntry
+	for name, child := range n.Children() {
+		if name == "cells" && !hasCells(n.dev) {
+			continue
+		}
+		list = append(list, fuse.DirEntry{Name: name, Mode: child.Mode(), Ino: child.StableAttr().Ino})
+	}
+	slices.SortFunc(list, func(a, b fuse.DirEntry) int { return strings.Compare(a.Name, b.Name) })
+	return gofs.NewListDirStream(list), 0
+}
+
+// cellsDir is <mnt>/<dev>/cells.
+type cellsDir struct {
+	dirNode
+	dev *nvcore.Device
+
+	mu   sync.Mutex
+	inos map[*nvcore.Cell]uint64 // a cell keeps its inode number for life
+}
+
+var (
+	_ gofs.NodeLookuper  = (*cellsDir)(nil)
+	_ gofs.NodeReaddirer = (*cellsDir)(nil)
+)
+
+func newCellsDir(d *nvcore.Device, born time.Time) *cellsDir {
+	return &cellsDir{dirNode: dirNode{born: born}, dev: d, inos: map[*nvcore.Cell]uint64{}}
+}
+
+// cells returns the device's cells as the content holds them now.
+func (n *cellsDir) cells() ([]*nvcore.Cell, syscall.Errno) {
+	if err := n.dev.RefreshCells(); errors.Is(err, nvcore.ErrNoDevice) {
+		return nil, syscall.ENODEV
+	}
+	return n.dev.Cells(), 0
+}
+
+func (n *cellsDir) ino(c *nvcore.Cell) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ino, ok := n.inos[c]
+	if !ok {
+		ino = cellInos.Add(1)
+		n.inos[c] = ino
+	}
+	return ino
+}
+
+// forget drops a retired cell's number.
+func (n *cellsDir) forget(c *nvcore.Cell) {
+	n.mu.Lock()
+	delete(n.inos, c)
+	n.mu.Unlock()
+}
+
+func (n *cellsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	cells, errno := n.cells()
+	if errno != 0 {
+		return nil, errno
+	}
+	for _, c := range cells {
+		if cellFileName(c) != name {
+			continue
+		}
+		f := &cellFile{cell: c, mode: cellMode(c), born: n.born}
+		fileAttr(&out.Attr, f.mode, int64(c.Size()), n.born)
+		return n.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino(c)}), 0
+	}
+	return nil, syscall.ENOENT
+}
+
+func (n *cellsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	cells, errno := n.cells()
+	if errno != 0 {
+		return nil, errno
+	}
+	list := make([]fuse.DirEntry, 0, len(cells))
+	for _, c := range cells {
+		list = append(list, fuse.DirEntry{Name: cellFileName(c), Mode: syscall.S_IFREG, Ino: n.ino(c)})
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+// staleName is a cached name the kernel must drop: a cell that left, or
+// cells/ itself once the device has no cells.
+type staleName struct {
+	dev  *nvcore.Device
+	cell *nvcore.Cell
+}
+
+// cellLeft queues the invalidation of a retired cell's name. It runs in an
+// event callback, perhaps inside a FUSE handler of cells/: it must not
+// block, so it only appends and pokes the notifier.
+func (f *FS) cellLeft(d *nvcore.Device, c *nvcore.Cell) {
+	f.staleMu.Lock()
+	f.stale = append(f.stale, staleName{d, c})
+	f.staleMu.Unlock()
+	select {
+	case f.staleWake <- struct{}{}:
+	default:
+	}
+}
+
+// dropStaleNames runs on the notifier goroutine.
+func (f *FS) dropStaleNames() {
+	f.staleMu.Lock()
+	list := f.stale
+	f.stale = nil
+	f.staleMu.Unlock()
+	for _, s := range list {
+		devIn := f.deviceInode(s.dev)
+		if devIn == nil {
+			continue // the whole device left; its removal dropped everything
+		}
+		cellsIn := devIn.GetChild("cells")
+		if cellsIn == nil {
+			continue
+		}
+		cellsIn.Operations().(*cellsDir).forget(s.cell)
+		// ENOENT: the kernel had not cached the name. Nothing to drop.
+		cellsIn.NotifyEntry(cellFileName(s.cell))
+		if len(s.dev.Cells()) == 0 {
+			devIn.NotifyEntry("cells")
+		}
+	}
+}
