@@ -1,0 +1,147 @@
+package fs
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+// countLayout: byte 0 is a count N, and cell "c<i>" sits at 1+i, i+1 bytes
+// long. 0xff does not parse.
+type countLayout struct{}
+
+func (countLayout) Name() string { return "count" }
+
+func (countLayout) Cells(r io.ReaderAt, size int64) ([]nvcore.CellInfo, error) {
+	var b [1]byte
+	if _, err := r.ReadAt(b[:], 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	if b[0] == 0xff {
+		return nil, fmt.Errorf("count: 0xff is not a count")
+	}
+	cells := make([]nvcore.CellInfo, b[0])
+	for i := range cells {
+		cells[i] = nvcore.CellInfo{Name: fmt.Sprintf("c%d", i), Offset: int64(1 + i), Bytes: i + 1}
+	}
+	return cells, nil
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("readdir %s: %v", dir, err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestCellsFollowContent: a write to nvmem that changes what the layout
+// describes shows at the next listing of cells/; a cell file that stays
+// keeps working with its new size, one opened before its cell left gets
+// ENOENT, and cells/ leaves the device's listing when the last cell goes.
+func TestCellsFollowContent(t *testing.T) {
+	m := mountTest(t)
+	data := make([]byte, 16)
+	data[0] = 2
+	copy(data[1:], "abcdef")
+	m.attach(t, nvcore.Config{Name: "lay", Layout: countLayout{}}, data)
+
+	cellsDir := m.path("lay", "cells")
+	if got, want := listDir(t, cellsDir), []string{"c0@1,0", "c1@2,0"}; !slices.Equal(got, want) {
+		t.Fatalf("cells %v, want %v", got, want)
+	}
+	if st, err := os.Stat(m.path("lay", "cells", "c1@2,0")); err != nil || st.Mode().Perm() != 0o444 {
+		t.Errorf("a layout's cell: %v, %v; want mode 0444 (edited through the layout)", st, err)
+	}
+	if _, err := os.OpenFile(m.path("lay", "cells", "c1@2,0"), os.O_WRONLY, 0); errnoOf(err) != syscall.EACCES {
+		t.Errorf("open a layout's cell for writing: %v, want EACCES", err)
+	}
+	kept, err := os.Open(m.path("lay", "cells", "c0@1,0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	leaving, err := os.Open(m.path("lay", "cells", "c1@2,0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leaving.Close()
+
+	nvmem := m.path("lay", "nvmem")
+	writeAt := func(b byte) {
+		t.Helper()
+		f, err := os.OpenFile(nvmem, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt([]byte{b}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	writeAt(1)
+	if got, want := listDir(t, cellsDir), []string{"c0@1,0"}; !slices.Equal(got, want) {
+		t.Errorf("after the write: cells %v, want %v", got, want)
+	}
+	buf := make([]byte, 8)
+	if _, err := leaving.ReadAt(buf, 0); errnoOf(err) != syscall.ENOENT {
+		t.Errorf("read of a cell that left, through an earlier descriptor: %v, want ENOENT", err)
+	}
+	if n, err := kept.ReadAt(buf, 0); err != nil && err != io.EOF || !bytes.Equal(buf[:n], []byte("a")) {
+		t.Errorf("read of a cell that stayed: %q, %v", buf[:n], err)
+	}
+	// The kernel may have cached the name: the notifier drops it soon.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		_, err := os.Stat(m.path("lay", "cells", "c1@2,0"))
+		if errnoOf(err) == syscall.ENOENT {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stat of a cell that left: %v, want ENOENT", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Content that does not parse: no cells, and no cells/ either.
+	writeAt(0xff)
+	if got := listDir(t, m.path("lay")); slices.Contains(got, "cells") {
+		t.Errorf("device listing %v still has cells/", got)
+	}
+	if _, err := os.Stat(cellsDir); errnoOf(err) != syscall.ENOENT {
+		// the cached entry is dropped by the notifier; give it a moment
+		time.Sleep(100 * time.Millisecond)
+		if _, err := os.Stat(cellsDir); errnoOf(err) != syscall.ENOENT {
+			t.Errorf("stat cells/ with no cells: %v, want ENOENT", err)
+		}
+	}
+
+	if _, err := kept.ReadAt(buf, 0); errnoOf(err) != syscall.ENOENT {
+		t.Errorf("c0 left with the rest: read through its descriptor: %v, want ENOENT", err)
+	}
+
+	// Back to three cells: they appear, found afresh by their paths.
+	writeAt(3)
+	if got, want := listDir(t, cellsDir), []string{"c0@1,0", "c1@2,0", "c2@3,0"}; !slices.Equal(got, want) {
+		t.Errorf("cells %v, want %v", got, want)
+	}
+	if got, err := os.ReadFile(m.path("lay", "cells", "c2@3,0")); err != nil || string(got) != "cde" {
+		t.Errorf("c2: %q, %v", got, err)
+	}
+	if got, err := os.ReadFile(m.path("lay", "cells", "c0@1,0")); err != nil || string(got) != "a" {
+		t.Errorf("c0 through its path: %q, %v", got, err)
+	}
+}
