@@ -43,10 +43,11 @@ func (c *Cell) BitOffset() int { return c.info.Load().BitOffset }
 
 // Size is the number of bytes a read of the cell returns.
 func (c *Cell) Size() int {
-	if ci := c.info.Load(); ci.DecodedSize != 0 {
+	ci := c.info.Load()
+	if ci.DecodedSize != 0 {
 		return ci.DecodedSize
 	}
-	return c.info.Load().Bytes
+	return ci.Bytes
 }
 
 // Layout names the layout that found the cell, or "" for a declared cell.
@@ -166,10 +167,15 @@ func (c *Cell) ReadU64() (uint64, error) {
 }
 
 func (c *Cell) readN(n int) ([]byte, error) {
-	if c.Size() != n {
-		return nil, fmt.Errorf("%w: cell %s has %d bytes, not %d", ErrInvalid, c.Name(), c.Size(), n)
+	if size := c.Size(); size != n {
+		return nil, fmt.Errorf("%w: cell %s has %d bytes, not %d", ErrInvalid, c.Name(), size, n)
 	}
-	return c.Read()
+	v, err := c.Read()
+	// A re-parse may have resized the cell between the check and the read.
+	if err == nil && len(v) != n {
+		return nil, fmt.Errorf("%w: cell %s has %d bytes, not %d", ErrInvalid, c.Name(), len(v), n)
+	}
+	return v, err
 }
 
 // bit returns bit i of b, taken as a little-endian integer.

@@ -82,8 +82,14 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 		return nil, fmt.Errorf("%w: provider can neither read nor write", ErrInvalid)
 	}
 
+	if cfg.Name != "" {
+		if _, err := r.Device(cfg.Name); err == nil {
+			return nil, fmt.Errorf("%w: %q", ErrExist, cfg.Name)
+		}
+	}
 	// The layout parses before the device is published, with no lock held:
-	// it reads the provider, which may be slow.
+	// it reads the provider, which may be slow. The name is checked again
+	// below, under the lock.
 	d := newDevice(cfg.Name, cfg, p)
 	d.reg = r
 	d.initLayout()
@@ -138,6 +144,9 @@ func (r *Registry) Unregister(name string) error {
 // Remove is Unregister for a device already in hand. Removing a device twice
 // is ErrNoDevice for the second caller, which does not wait.
 func (r *Registry) Remove(d *Device) error {
+	if d.reg != r {
+		return fmt.Errorf("%w: %s belongs to another registry", ErrInvalid, d.name)
+	}
 	if !d.gone.CompareAndSwap(false, true) {
 		return d.errGone()
 	}
@@ -214,9 +223,11 @@ func (r *Registry) Devices() []*Device {
 }
 
 // Subscribe calls fn for every event from now on, in order, until cancel is
-// called. fn runs on the goroutine that registers or removes, with no
-// registry lock but the event lock held: it may call Device, Devices and
-// Cell, and must return promptly.
+// called. fn runs on the goroutine that registers, removes or re-parses,
+// with no registry lock but the event lock held: it may call Device,
+// Devices, and a device's Cells and Cell, and must return promptly. It must
+// not call Registry.Cell or Device.RefreshCells, which publish events
+// themselves and would wait for the lock fn runs under.
 func (r *Registry) Subscribe(fn func(Event)) (cancel func()) {
 	s := &subscription{fn: fn}
 	r.eventMu.Lock()

