@@ -38,7 +38,8 @@ var demoFiles embed.FS
 const readyFDEnv = "NVMEMFS_READY_FD"
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	app := newApp()
+	if err := app.Run(flagsFirst(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "nvmemfs:", err)
 		os.Exit(1)
 	}
@@ -54,7 +55,7 @@ func newApp() *cli.App {
 		Usage: "non-volatile memories as files, with the kernel's sysfs nvmem semantics",
 		// A SPEC is itself a comma-separated list: --device must not be split.
 		DisableSliceFlagSeparator: true,
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			{
 				Name:      "mount",
 				Usage:     "mount nvmemfs and attach devices; returns once the mount is ready",
@@ -87,8 +88,49 @@ func newApp() *cli.App {
 				Name: "unmount", Usage: "detach every device, unmount, and stop the server", ArgsUsage: "MOUNTPOINT",
 				Action: unmountCmd,
 			},
-		},
+		}, editCommands(mountFlag)...),
 	}
+}
+
+// flagsFirst moves a command's flags ahead of its arguments, so that
+// `nvmemfs cell DEVICE CELL --set VALUE` means what it says: urfave/cli
+// stops reading flags at the first argument. Only flags the command knows
+// move, with their values; "--" ends the flags.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 3 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, name := range f.Names() {
+			takesValue[name] = !isBool
+		}
+	}
+	var flags, rest []string
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		needs, known := takesValue[name]
+		if !strings.HasPrefix(a, "-") || a == "-" || !known {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		if needs && !hasValue && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(args[:2:2], flags...), rest...)
 }
 
 func oneMountpoint(c *cli.Context) (string, error) {
@@ -346,11 +388,20 @@ func lsCmd(c *cli.Context) error {
 	}
 	out := bufio.NewWriter(os.Stdout)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tSIZE\tMODE\tFORCE_RO\tCELLS\tSOURCE")
+	fmt.Fprintln(tw, "NAME\tTYPE\tSIZE\tMODE\tFORCE_RO\tLAYOUT\tCELLS\tSOURCE")
 	for _, d := range resp.Devices {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\t%d\t%s\n", d.Name, d.Type, d.Size, d.Mode, d.ForceRO, len(d.Cells), d.Source)
+		layout := d.Layout
+		if layout == "" {
+			layout = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\t%s\t%d\t%s\n", d.Name, d.Type, d.Size, d.Mode, d.ForceRO, layout, len(d.Cells), d.Source)
 	}
 	tw.Flush()
+	for _, d := range resp.Devices {
+		if d.LayoutError != "" {
+			fmt.Fprintf(out, "%s: %s\n", d.Name, d.LayoutError)
+		}
+	}
 	return out.Flush()
 }
 

@@ -317,18 +317,21 @@ func mountImages(t *testing.T, specs ...string) string {
 
 // lsDevice is a device as `nvmemfs ls --json` documents it.
 type lsDevice struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"`
-	Size     int64  `json:"size"`
-	Mode     string `json:"mode"`
-	ForceRO  bool   `json:"force_ro"`
-	WordSize int    `json:"word_size"`
-	Stride   int    `json:"stride"`
-	Source   string `json:"source"`
-	Cells    []struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	Size        int64  `json:"size"`
+	Mode        string `json:"mode"`
+	ForceRO     bool   `json:"force_ro"`
+	WordSize    int    `json:"word_size"`
+	Stride      int    `json:"stride"`
+	Source      string `json:"source"`
+	Layout      string `json:"layout"`
+	LayoutError string `json:"layout_error"`
+	Cells       []struct {
 		Name   string `json:"name"`
 		Offset int64  `json:"offset"`
 		Bytes  int    `json:"bytes"`
+		Layout string `json:"layout"`
 	} `json:"cells"`
 }
 

@@ -45,15 +45,19 @@ type Response struct {
 
 // DeviceInfo describes a device for ls.
 type DeviceInfo struct {
-	Name     string     `json:"name"`
-	Type     string     `json:"type"`
-	Size     int64      `json:"size"`
-	Mode     string     `json:"mode"`
-	ForceRO  bool       `json:"force_ro"`
-	WordSize int        `json:"word_size"`
-	Stride   int        `json:"stride"`
-	Source   string     `json:"source,omitempty"`
-	Cells    []CellInfo `json:"cells,omitempty"`
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Size     int64  `json:"size"`
+	Mode     string `json:"mode"`
+	ForceRO  bool   `json:"force_ro"`
+	WordSize int    `json:"word_size"`
+	Stride   int    `json:"stride"`
+	Source   string `json:"source,omitempty"`
+	// Layout is the layout named in the SPEC; LayoutError says why it
+	// found no cells, if it did not.
+	Layout      string     `json:"layout,omitempty"`
+	LayoutError string     `json:"layout_error,omitempty"`
+	Cells       []CellInfo `json:"cells,omitempty"`
 }
 
 // CellInfo describes a cell for ls.
@@ -63,6 +67,8 @@ type CellInfo struct {
 	Bytes     int    `json:"bytes"`
 	BitOffset int    `json:"bit_offset,omitempty"`
 	NBits     int    `json:"nbits,omitempty"`
+	// Layout is the layout that found the cell; empty for a declared cell.
+	Layout string `json:"layout,omitempty"`
 }
 
 // SocketName is the abstract socket name of the server mounted at
@@ -239,17 +245,28 @@ func (s *Server) handle(req Request) Response {
 // List describes the registered devices, by name.
 func (s *Server) List() []DeviceInfo {
 	var out []DeviceInfo
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, d := range s.reg.Devices() {
+		// The content may have changed since the layout last looked.
+		if err := d.RefreshCells(); errors.Is(err, nvcore.ErrNoDevice) {
+			continue
+		}
+		s.mu.Lock()
+		source := s.sources[d]
+		s.mu.Unlock()
 		info := DeviceInfo{
 			Name: d.Name(), Type: d.Type().String(), Size: d.Size(),
 			Mode: fmt.Sprintf("%04o", d.Mode()), ForceRO: d.ForceRO(),
-			WordSize: d.WordSize(), Stride: d.Stride(), Source: s.sources[d],
+			WordSize: d.WordSize(), Stride: d.Stride(), Source: source,
+		}
+		if l := d.Layout(); l != nil {
+			info.Layout = l.Name()
+		}
+		if err := d.LayoutError(); err != nil {
+			info.LayoutError = err.Error()
 		}
 		for _, c := range d.Cells() {
 			ci := c.Info()
-			info.Cells = append(info.Cells, CellInfo{ci.Name, ci.Offset, ci.Bytes, ci.BitOffset, ci.NBits})
+			info.Cells = append(info.Cells, CellInfo{ci.Name, ci.Offset, ci.Bytes, ci.BitOffset, ci.NBits, ci.Layout})
 		}
 		out = append(out, info)
 	}

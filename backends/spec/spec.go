@@ -5,6 +5,8 @@
 //	file:PATH[,name=NAME][,type=eeprom|otp|battery-backed|fram|unknown][,ro]
 //	    [,root-only][,offset=N][,size=N][,word-size=N][,stride=N]
 //	    [,keepout=START-END:FILL]...[,cells=CELLSFILE]
+//	    [,layout=onie-tlv|u-boot-env|u-boot-env-redundant|sl28vpd|fixed|auto]
+//	    [,env-size=N|auto][,env-flags=counter|boolean]
 //
 // Numbers are decimal, or hexadecimal with 0x. PATH may not contain a comma.
 package spec
@@ -13,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/nvmemfs/nvmemfs/backends/file"
 	"github.com/nvmemfs/nvmemfs/nvcore"
+	"github.com/nvmemfs/nvmemfs/nvcore/layouts"
 )
 
 // Spec is a parsed device SPEC.
@@ -36,12 +40,17 @@ type Spec struct {
 	// line of each cell in it, for error messages.
 	CellsFile string
 	cellLines []int
+	// Layout names the layout that finds cells in the content; Env holds
+	// the U-Boot environment's options (env-size, env-flags).
+	Layout string
+	Env    layouts.EnvConfig
 }
 
 // knownOptions are the options a SPEC may carry after KIND:ARGUMENT.
 var knownOptions = map[string]bool{
 	"name": true, "type": true, "ro": true, "root-only": true, "offset": true,
 	"size": true, "word-size": true, "stride": true, "keepout": true, "cells": true,
+	"layout": true, "env-size": true, "env-flags": true,
 }
 
 // ErrSyntax marks every parse error.
@@ -112,6 +121,19 @@ func Parse(text, dir string) (*Spec, error) {
 			var k nvcore.Keepout
 			k, err = parseKeepout(val)
 			s.Config.Keepouts = append(s.Config.Keepouts, k)
+		case "layout":
+			if !slices.Contains(layouts.Names, val) {
+				err = fmt.Errorf("unknown layout %q (known: %s)", val, strings.Join(layouts.Names, ", "))
+			}
+			s.Layout = val
+		case "env-size":
+			if val == "auto" {
+				s.Env.AutoSize = true
+			} else {
+				s.Env.Size, err = ParseNumber(val)
+			}
+		case "env-flags":
+			s.Env.Flags, err = layouts.ParseEnvFlags(val)
 		case "cells":
 			s.CellsFile = absolute(val, dir)
 			s.Config.Cells, s.cellLines, err = ReadCellsFile(s.CellsFile)
@@ -123,7 +145,39 @@ func Parse(text, dir string) (*Spec, error) {
 			return fail("%v", err)
 		}
 	}
+	if (seen["env-size"] || seen["env-flags"]) && !strings.HasPrefix(s.Layout, "u-boot-env") && s.Layout != "auto" {
+		return fail("env-size and env-flags go with layout=u-boot-env, u-boot-env-redundant or auto")
+	}
 	return s, nil
+}
+
+// LayoutOptions reads only the layout options of a SPEC: the layout's name
+// and the U-Boot environment's settings, with the Redundant flag that the
+// name implies. Tools that edit a device's content use it to learn how the
+// device was attached.
+func LayoutOptions(text string) (string, layouts.EnvConfig, error) {
+	var layout string
+	var env layouts.EnvConfig
+	var err error
+	for _, f := range strings.Split(strings.TrimSpace(text), ",")[1:] {
+		key, val, _ := strings.Cut(f, "=")
+		switch key {
+		case "layout":
+			layout = val
+		case "env-size":
+			if val == "auto" {
+				env.AutoSize = true
+			} else if env.Size, err = ParseNumber(val); err != nil {
+				return "", env, err
+			}
+		case "env-flags":
+			if env.Flags, err = layouts.ParseEnvFlags(val); err != nil {
+				return "", env, err
+			}
+		}
+	}
+	env.Redundant = layout == "u-boot-env-redundant"
+	return layout, env, nil
 }
 
 // Open opens the provider the spec names and checks its cells against it,
@@ -156,7 +210,12 @@ func (s *Spec) Attach(r *nvcore.Registry) (*nvcore.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := r.Register(s.Config, p)
+	cfg := s.Config
+	if cfg.Layout, err = layouts.New(s.Layout, s.Env); err != nil {
+		p.Close()
+		return nil, err
+	}
+	d, err := r.Register(cfg, p)
 	if err != nil {
 		p.Close()
 		return nil, err

@@ -1,0 +1,421 @@
+package main
+
+// The editing commands: env, tlv and cell. They act on a device's files in
+// the mount, so every byte goes through the server's core with the same
+// removal rules as any other program's; env and tlv also act on an image
+// file given by path.
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nvmemfs/nvmemfs/backends/spec"
+	"github.com/nvmemfs/nvmemfs/control"
+	"github.com/nvmemfs/nvmemfs/nvcore/layouts"
+)
+
+func editCommands(mountFlag cli.Flag) []*cli.Command {
+	envFlags := []cli.Flag{
+		mountFlag,
+		&cli.BoolFlag{Name: "force", Usage: "write even when no copy has a good CRC (the old content is lost)"},
+		&cli.StringFlag{Name: "env-size", Usage: "copy size `N` (or auto); default: as attached, else found by CRC"},
+		&cli.BoolFlag{Name: "redundant", Usage: "two copies (image files; a mounted device says itself)"},
+		&cli.StringFlag{Name: "env-flags", Usage: "redundant flags: counter or boolean"},
+	}
+	return []*cli.Command{
+		{
+			Name:      "env",
+			Usage:     "print or edit a U-Boot environment, keeping its CRC valid",
+			ArgsUsage: "DEVICE|IMAGE [set NAME VALUE | unset NAME]",
+			Flags:     envFlags,
+			Action:    envCmd,
+		},
+		{
+			Name:      "tlv",
+			Usage:     "print or edit an ONIE TlvInfo EEPROM, keeping its CRC valid",
+			ArgsUsage: "DEVICE|IMAGE [set CODE VALUE | delete CODE]",
+			Flags:     []cli.Flag{mountFlag},
+			Action:    tlvCmd,
+		},
+		{
+			Name:      "cell",
+			Usage:     "read or write one cell of a mounted device",
+			ArgsUsage: "DEVICE CELL",
+			Flags: []cli.Flag{
+				mountFlag,
+				&cli.StringFlag{Name: "format", Value: "hex", Usage: "raw, hex, string, mac, u8, u16, u32 or u64 (little-endian)"},
+				&cli.StringFlag{Name: "set", Usage: "write `VALUE`, in --format, to the whole cell"},
+			},
+			Action: cellCmd,
+		},
+	}
+}
+
+// target is the memory an editing command works on.
+type target struct {
+	path string              // the nvmem file, or the image
+	info *control.DeviceInfo // the device's facts, when it is mounted
+}
+
+// findTarget resolves DEVICE: a name in the mount, or, with a slash in it,
+// an image file.
+func findTarget(c *cli.Context, name string) (*target, error) {
+	if strings.ContainsRune(name, '/') {
+		return &target{path: name}, nil
+	}
+	mnt := c.String("mount")
+	t := &target{path: filepath.Join(mnt, name, "nvmem")}
+	if _, err := os.Stat(t.path); err != nil {
+		return nil, fmt.Errorf("%s: no device %q in %s (%w)", c.Command.Name, name, mnt, err)
+	}
+	// The server knows how the device was attached; a mount it does not
+	// answer for (another program's, say) is edited from the content alone.
+	if resp, err := control.Call(mnt, control.Request{Op: "ls"}); err == nil {
+		for i := range resp.Devices {
+			if resp.Devices[i].Name == name {
+				t.info = &resp.Devices[i]
+			}
+		}
+	}
+	return t, nil
+}
+
+// open opens the target for reading, and for writing when write is set.
+func (t *target) open(write bool) (*os.File, int64, error) {
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(t.path, flag, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+// envConfig settles the environment's geometry: the command's flags first,
+// then the SPEC the device was attached with, then the content itself.
+func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.EnvConfig, error) {
+	var cfg layouts.EnvConfig
+	known := false
+	if t.info != nil && t.info.Source != "" {
+		layout, env, err := spec.LayoutOptions(t.info.Source)
+		if err != nil {
+			return cfg, err
+		}
+		if strings.HasPrefix(layout, "u-boot-env") {
+			cfg, known = env, true
+		}
+	}
+	if c.IsSet("redundant") {
+		cfg.Redundant, known = c.Bool("redundant"), true
+	}
+	if v := c.String("env-size"); v != "" {
+		cfg.Size, cfg.AutoSize, known = 0, v == "auto", true
+		if v != "auto" {
+			n, err := spec.ParseNumber(v)
+			if err != nil {
+				return cfg, fmt.Errorf("--env-size: %w", err)
+			}
+			cfg.Size = n
+		}
+	}
+	if v := c.String("env-flags"); v != "" {
+		f, err := layouts.ParseEnvFlags(v)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Flags = f
+	}
+	if known {
+		return cfg, nil
+	}
+	found, ok := layouts.EnvDetect(r, size)
+	if !ok {
+		return cfg, fmt.Errorf("%s: no U-Boot environment found (no CRC matches; give --env-size and --redundant)", t.path)
+	}
+	found.Flags = cfg.Flags
+	return found, nil
+}
+
+func envCmd(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return errors.New("env: want DEVICE")
+	}
+	t, err := findTarget(c, args[0])
+	if err != nil {
+		return err
+	}
+	op := args[1:]
+	write := len(op) > 0
+	switch {
+	case !write:
+	case op[0] == "set" && len(op) == 3, op[0] == "unset" && len(op) == 2:
+	default:
+		return fmt.Errorf("env: want DEVICE, DEVICE set NAME VALUE, or DEVICE unset NAME; got %q", strings.Join(op, " "))
+	}
+	f, size, err := t.open(write)
+	if err != nil {
+		return fmt.Errorf("env: %w", err)
+	}
+	defer f.Close()
+	cfg, err := envConfig(c, t, f, size)
+	if err != nil {
+		return err
+	}
+	env, loadErr := layouts.LoadEnv(f, size, cfg)
+	if !write {
+		if loadErr != nil {
+			return loadErr
+		}
+		env.Print(os.Stdout)
+		return nil
+	}
+	if loadErr != nil && !(errors.Is(loadErr, layouts.ErrEnvBadCRC) && c.Bool("force") && env != nil) {
+		if errors.Is(loadErr, layouts.ErrEnvBadCRC) {
+			return fmt.Errorf("%w; nothing written (--force starts from an empty environment and loses the old content)", loadErr)
+		}
+		return loadErr
+	}
+	if op[0] == "set" {
+		err = env.Set(op[1], op[2])
+	} else {
+		err = env.Unset(op[1])
+	}
+	if err != nil {
+		return err
+	}
+	if err := env.Save(f, c.Bool("force")); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func tlvCmd(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return errors.New("tlv: want DEVICE")
+	}
+	t, err := findTarget(c, args[0])
+	if err != nil {
+		return err
+	}
+	op := args[1:]
+	write := len(op) > 0
+	switch {
+	case !write:
+	case op[0] == "set" && len(op) == 3, op[0] == "delete" && len(op) == 2:
+	default:
+		return fmt.Errorf("tlv: want DEVICE, DEVICE set CODE VALUE, or DEVICE delete CODE; got %q", strings.Join(op, " "))
+	}
+	f, size, err := t.open(write)
+	if err != nil {
+		return fmt.Errorf("tlv: %w", err)
+	}
+	defer f.Close()
+	old := make([]byte, min(size, tlvMaxSize))
+	if _, err := f.ReadAt(old, 0); err != nil && err != io.EOF {
+		return fmt.Errorf("tlv: %w", err)
+	}
+	if !write {
+		return layouts.DescribeTLVInfo(os.Stdout, old)
+	}
+	info, err := layouts.DecodeTLVInfo(old)
+	if err != nil {
+		return fmt.Errorf("%w; nothing written", err)
+	}
+	code, err := layouts.TLVCode(op[1])
+	if err != nil {
+		return err
+	}
+	if op[0] == "set" {
+		err = info.Set(code, op[2])
+	} else {
+		err = info.Delete(code)
+	}
+	if err != nil {
+		return err
+	}
+	next, err := info.Encode()
+	if err != nil {
+		return err
+	}
+	if int64(len(next)) > size {
+		return fmt.Errorf("tlv: the new TlvInfo needs %d bytes; the device has %d", len(next), size)
+	}
+	// One copy, rewritten in place: only the bytes that differ are written,
+	// so a cut leaves the fewest bytes changed and a re-run repairs it.
+	for _, span := range layouts.TLVChangedSpans(old, next) {
+		if _, err := f.WriteAt(next[span[0]:span[1]], int64(span[0])); err != nil {
+			return fmt.Errorf("tlv: %w", err)
+		}
+	}
+	return f.Sync()
+}
+
+// tlvMaxSize is the most a TlvInfo occupies: header and TLVs fit 2 KiB.
+const tlvMaxSize = 2048
+
+func cellCmd(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return errors.New("cell: want DEVICE CELL")
+	}
+	dev, name := c.Args().Get(0), c.Args().Get(1)
+	dir := filepath.Join(c.String("mount"), dev, "cells")
+	path, err := findCellFile(dir, name)
+	if err != nil {
+		return err
+	}
+	format := c.String("format")
+	if c.IsSet("set") {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		v, err := parseCellValue(format, c.String("set"), int(fi.Size()))
+		if err != nil {
+			return fmt.Errorf("cell %s: %w", name, err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("cell %s: %w", name, err)
+		}
+		defer f.Close()
+		if _, err := f.Write(v); err != nil {
+			return fmt.Errorf("cell %s: %w", name, err)
+		}
+		return f.Close()
+	}
+	v, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cell %s: %w", name, err)
+	}
+	text, err := formatCellValue(format, v)
+	if err != nil {
+		return fmt.Errorf("cell %s: %w", name, err)
+	}
+	_, err = io.WriteString(os.Stdout, text)
+	return err
+}
+
+// findCellFile finds a cell's file: NAME@OFF,BIT as listed, or NAME alone
+// when one cell has that name.
+func findCellFile(dir, name string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("cell: %w", err)
+	}
+	var found []string
+	for _, e := range entries {
+		if e.Name() == name {
+			return filepath.Join(dir, name), nil
+		}
+		if before, _, ok := strings.Cut(e.Name(), "@"); ok && before == name {
+			found = append(found, e.Name())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("cell: no cell %q in %s", name, dir)
+	case 1:
+		return filepath.Join(dir, found[0]), nil
+	}
+	return "", fmt.Errorf("cell: %d cells are named %q: say which (%s)", len(found), name, strings.Join(found, ", "))
+}
+
+// formatCellValue prints a cell's bytes in a format; every format but raw
+// ends with a newline.
+func formatCellValue(format string, v []byte) (string, error) {
+	switch format {
+	case "raw":
+		return string(v), nil
+	case "hex":
+		return hex.EncodeToString(v) + "\n", nil
+	case "string":
+		return strings.TrimRight(string(v), "\x00\xff") + "\n", nil
+	case "mac":
+		if len(v) != 6 {
+			return "", fmt.Errorf("a MAC address has 6 bytes, the cell %d", len(v))
+		}
+		return net.HardwareAddr(v).String() + "\n", nil
+	case "u8", "u16", "u32", "u64":
+		n, err := intWidth(format, len(v))
+		if err != nil {
+			return "", err
+		}
+		var buf [8]byte
+		copy(buf[:], v[:n])
+		return strconv.FormatUint(binary.LittleEndian.Uint64(buf[:]), 10) + "\n", nil
+	}
+	return "", fmt.Errorf("unknown format %q (raw, hex, string, mac, u8, u16, u32, u64)", format)
+}
+
+// parseCellValue turns VALUE in a format into the size bytes of a cell. A
+// string shorter than the cell is padded with NUL bytes.
+func parseCellValue(format, value string, size int) ([]byte, error) {
+	var v []byte
+	switch format {
+	case "raw":
+		v = []byte(value)
+	case "hex":
+		clean := strings.NewReplacer(" ", "", ":", "", "0x", "").Replace(value)
+		b, err := hex.DecodeString(clean)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not hex", value)
+		}
+		v = b
+	case "string":
+		if len(value) > size {
+			return nil, fmt.Errorf("%q is %d bytes; the cell holds %d", value, len(value), size)
+		}
+		v = make([]byte, size)
+		copy(v, value)
+	case "mac":
+		mac, err := net.ParseMAC(value)
+		if err != nil || len(mac) != 6 {
+			return nil, fmt.Errorf("%q is not a MAC address (xx:xx:xx:xx:xx:xx)", value)
+		}
+		v = mac
+	case "u8", "u16", "u32", "u64":
+		n, err := intWidth(format, size)
+		if err != nil {
+			return nil, err
+		}
+		x, err := strconv.ParseUint(value, 0, 8*n)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a %d-bit number", value, 8*n)
+		}
+		v = binary.LittleEndian.AppendUint64(nil, x)[:n]
+	default:
+		return nil, fmt.Errorf("unknown format %q (raw, hex, string, mac, u8, u16, u32, u64)", format)
+	}
+	if len(v) != size {
+		return nil, fmt.Errorf("the value is %d bytes; a write must cover the whole cell, %d bytes", len(v), size)
+	}
+	return v, nil
+}
+
+// intWidth checks that a cell of size bytes is read as uN.
+func intWidth(format string, size int) (int, error) {
+	bits, _ := strconv.Atoi(format[1:])
+	if size != bits/8 {
+		return 0, fmt.Errorf("%s needs a %d-byte cell; this one has %d bytes", format, bits/8, size)
+	}
+	return bits / 8, nil
+}
