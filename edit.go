@@ -348,7 +348,12 @@ func formatCellValue(format string, v []byte) (string, error) {
 	case "hex":
 		return hex.EncodeToString(v) + "\n", nil
 	case "string":
-		return strings.TrimRight(string(v), "\x00\xff") + "\n", nil
+		// Unused bytes of a text field are NUL, or 0xff on erased EEPROM.
+		end := len(v)
+		for end > 0 && (v[end-1] == 0 || v[end-1] == 0xff) {
+			end--
+		}
+		return string(v[:end]) + "\n", nil
 	case "mac":
 		if len(v) != 6 {
 			return "", fmt.Errorf("a MAC address has 6 bytes, the cell %d", len(v))
