@@ -392,7 +392,7 @@ func readFile(t *testing.T, path string) []byte {
 func TestDemo(t *testing.T) {
 	mnt := mountNV(t, "--demo")
 
-	if got, want := readDirNames(t, mnt), []string{"demo-eeprom", "demo-fram", "demo-otp"}; !slices.Equal(got, want) {
+	if got, want := readDirNames(t, mnt), []string{"demo-eeprom", "demo-env", "demo-fram", "demo-onie", "demo-otp", "demo-vpd"}; !slices.Equal(got, want) {
 		t.Errorf("root lists %q, want %q", got, want)
 	}
 
@@ -425,8 +425,8 @@ func TestDemo(t *testing.T) {
 	mustOK(t, runCmd(t, cmdOpts{}, "cmp", filepath.Join(mnt, "demo-otp", "nvmem"), otpImage))
 
 	devs := lsJSON(t, cmdOpts{}, "-m", mnt)
-	if len(devs) != 3 {
-		t.Errorf("ls --json lists %d devices, want 3: %v", len(devs), devs)
+	if len(devs) != 6 {
+		t.Errorf("ls --json lists %d devices, want 6: %v", len(devs), devs)
 	}
 	want := map[string]struct {
 		image, mode, typ string
@@ -434,6 +434,9 @@ func TestDemo(t *testing.T) {
 		"demo-eeprom": {"eeprom.bin", "0644", "EEPROM"},
 		"demo-otp":    {"otp.bin", "0444", "OTP"},
 		"demo-fram":   {"fram.bin", "0644", "FRAM"},
+		"demo-onie":   {"onie.bin", "0644", "EEPROM"},
+		"demo-env":    {"uboot-env.bin", "0644", "Unknown"},
+		"demo-vpd":    {"vpd.bin", "0444", "OTP"},
 	}
 	for name, w := range want {
 		d, ok := devs[name]
@@ -466,8 +469,8 @@ func TestDemo(t *testing.T) {
 	// The table: a header and one line a device.
 	r = mustOK(t, nv(t, "ls", "-m", mnt))
 	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME") {
-		t.Errorf("ls: want a header and 3 lines, got %q", r.stdout)
+	if len(lines) != 7 || !strings.HasPrefix(lines[0], "NAME") {
+		t.Errorf("ls: want a header and 6 lines, got %q", r.stdout)
 	}
 	for name := range want {
 		wantContains(t, "ls", r.stdout, name)
@@ -477,11 +480,7 @@ func TestDemo(t *testing.T) {
 // 2. A file device: dd, cmp, writes visible in the image at once, and
 // `printf hello > nvmem` overwrites without truncating.
 //
-// BUG (main.go): this test fails until the mount command stops splitting
-// --device values at commas: urfave/cli splits StringSliceFlag values on ","
-// unless App.DisableSliceFlagSeparator is set, so `--device file:IMG,name=x`
-// arrives as two SPECs, "file:IMG" and "name=x", and the mount fails with
-// `bad device spec "name=x": want KIND:ARGUMENT first`.
+// --device keeps the commas of its SPEC (App.DisableSliceFlagSeparator).
 func TestFileDeviceReadWrite(t *testing.T) {
 	requireFUSE(t)
 	const size = 8192
