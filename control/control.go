@@ -97,7 +97,17 @@ type Server struct {
 // NewServer makes a server for reg. shutdown removes every device and
 // unmounts; it is called for the unmount request.
 func NewServer(reg *nvcore.Registry, shutdown func() error) *Server {
-	return &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]string{}}
+	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]string{}}
+	// A device may go without a detach (its hardware vanished): forget its
+	// SPEC whichever way it goes.
+	reg.Subscribe(func(ev nvcore.Event) {
+		if ev.Kind == nvcore.DeviceRemove {
+			s.mu.Lock()
+			delete(s.sources, ev.Device)
+			s.mu.Unlock()
+		}
+	})
+	return s
 }
 
 // Attach parses and attaches one SPEC, remembering it for ls.
@@ -222,9 +232,6 @@ func (s *Server) handle(req Request) Response {
 			d, err := s.reg.Device(name)
 			if err == nil {
 				err = s.reg.Remove(d)
-				s.mu.Lock()
-				delete(s.sources, d)
-				s.mu.Unlock()
 			}
 			if err != nil {
 				fail(fmt.Errorf("detach %s: %w", name, err))

@@ -61,7 +61,7 @@ func (c *Cell) Retired() bool { return c.retired.Load() }
 // layout, which keeps its checksum valid (SPEC 4).
 func (c *Cell) Plain() bool {
 	ci := c.info.Load()
-	return ci.Layout == "" && ci.Decode == nil
+	return ci.Layout == "" && ci.Decode == nil && !ci.Provided
 }
 
 // Writable reports whether Write can succeed now: a plain cell of a device
@@ -79,6 +79,13 @@ func (c *Cell) Read() ([]byte, error) {
 	ci := c.info.Load()
 	if c.retired.Load() && !c.dev.Gone() {
 		return nil, c.errRetired(ci)
+	}
+	if ci.Provided {
+		v, err := c.dev.readProvidedCell(*ci)
+		if err != nil {
+			return nil, fmt.Errorf("cell %s: %w", ci.Name, err)
+		}
+		return v, nil
 	}
 	raw := make([]byte, ci.Bytes)
 	if err := c.dev.readRaw(raw, ci.Offset); err != nil {

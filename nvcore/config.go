@@ -68,6 +68,9 @@ type CellInfo struct {
 	Decode func(raw []byte) ([]byte, error)
 	// DecodedSize is the size of a read after Decode; 0 means Bytes.
 	DecodedSize int
+	// Provided cells are read by the provider itself (CellReader), not
+	// from the bytes at Offset; they cannot be written.
+	Provided bool
 }
 
 // Config describes a device to register. The size comes from the provider.

@@ -2,10 +2,14 @@ package nvcore
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Device is the handle to one memory. Anyone may keep a *Device for as long
@@ -23,7 +27,8 @@ type Device struct {
 	stride   int
 	keepouts []Keepout
 	mode     uint32
-	xfer     int // largest transfer in one read section
+	xfer     int // largest read in one read section
+	xferW    int // largest write in one read section
 	reg      *Registry
 
 	// The cells: those declared, then those the layout found. cellsMu
@@ -39,9 +44,10 @@ type Device struct {
 	// changed, and the next RefreshCells parses again.
 	stale atomic.Bool
 
-	srcu    *SRCU
-	gone    atomic.Bool
-	forceRO atomic.Bool
+	srcu       *SRCU
+	gone       atomic.Bool
+	unplugging atomic.Bool // a removal for vanished hardware has started
+	forceRO    atomic.Bool
 
 	// The provider and its optional faces. Read only inside a read section
 	// after checking gone; never written after registration.
@@ -67,6 +73,10 @@ func newDevice(name string, cfg Config, p Provider) *Device {
 	d.writer, _ = p.(io.WriterAt)
 	if ts, ok := p.(TransferSizer); ok && ts.TransferSize() > 0 {
 		d.xfer = ts.TransferSize()
+	}
+	d.xferW = d.xfer
+	if ts, ok := p.(WriteTransferSizer); ok && ts.WriteTransferSize() > 0 {
+		d.xferW = ts.WriteTransferSize()
 	}
 	d.readOnly = cfg.ReadOnly || d.writer == nil
 	d.forceRO.Store(d.readOnly)
@@ -375,7 +385,7 @@ func (d *Device) read(p []byte, off int64) error {
 			}
 			return nil
 		}
-		return d.transfer(seg, start, d.readChunk)
+		return d.transfer(seg, start, d.xfer, d.readChunk)
 	})
 }
 
@@ -387,7 +397,7 @@ func (d *Device) write(p []byte, off int64) error {
 		if k != nil {
 			return nil
 		}
-		return d.transfer(p[start-off:end-off], start, d.writeChunk)
+		return d.transfer(p[start-off:end-off], start, d.xferW, d.writeChunk)
 	})
 }
 
@@ -422,11 +432,12 @@ func (d *Device) walk(n int, off int64, fn func(start, end int64, k *Keepout) er
 	return nil
 }
 
-// transfer cuts p into chunks of the provider's transfer size, each in its
-// own read section, so that removal never waits for more than one chunk.
-func (d *Device) transfer(p []byte, off int64, chunk func([]byte, int64) error) error {
+// transfer cuts p into chunks of size bytes, aligned to multiples of size
+// (an EEPROM page, a transfer block), each in its own read section, so that
+// removal never waits for more than one chunk.
+func (d *Device) transfer(p []byte, off int64, size int, chunk func([]byte, int64) error) error {
 	for len(p) > 0 {
-		n := min(len(p), d.xfer)
+		n := min(len(p), size-int(off%int64(size)))
 		if err := chunk(p[:n], off); err != nil {
 			return err
 		}
@@ -461,19 +472,58 @@ func (d *Device) writeChunk(p []byte, off int64) error {
 	})
 }
 
+// readProvidedCell asks the provider for a cell it reads itself.
+func (d *Device) readProvidedCell(ci CellInfo) ([]byte, error) {
+	cr, ok := d.provider.(CellReader)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: the provider reads no cells", ErrNotSupported, d.name)
+	}
+	var v []byte
+	err := d.call(func() error {
+		var err error
+		v, err = cr.ReadCell(ci)
+		return err
+	})
+	return v, err
+}
+
 // call runs fn, which reaches the provider, inside a read section, unless the
 // device is gone. A panic in the provider becomes ErrIO instead of leaving
-// the section open forever (which would hang removal).
+// the section open forever (which would hang removal). An error saying the
+// hardware is gone starts the device's removal (DESIGN rule 7).
 func (d *Device) call(fn func() error) (err error) {
 	tok := d.srcu.Lock()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %s: provider panic: %v", ErrIO, d.name, r)
+			slog.Error("provider panic", "device", d.name, "panic", r, "stack", string(debug.Stack()))
 		}
 		d.srcu.Unlock(tok)
+		if err != nil && hardwareGone(err) {
+			d.hardwareGone(err)
+		}
 	}()
 	if d.gone.Load() {
 		return d.errGone()
 	}
 	return fn()
+}
+
+// hardwareGone tells the errors of hardware that went away (a USB bridge
+// unplugged, a kernel device unbound) from those of hardware that merely
+// failed. ENXIO is a NAK on many I2C adapters: providers that see NAKs in
+// normal use (an EEPROM in its write cycle) retry them and never return it.
+func hardwareGone(err error) bool {
+	return errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.ESHUTDOWN)
+}
+
+// hardwareGone removes the device on a goroutine of its own: the caller is
+// inside a provider call path, where waiting for a grace period could wait
+// for itself.
+func (d *Device) hardwareGone(cause error) {
+	if d.gone.Load() || d.reg == nil || !d.unplugging.CompareAndSwap(false, true) {
+		return
+	}
+	slog.Warn("hardware gone: removing the device", "device", d.name, "cause", cause)
+	go d.reg.Remove(d)
 }

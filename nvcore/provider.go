@@ -18,8 +18,34 @@ type Provider interface {
 // TransferSizer is implemented by providers whose transfers should be cut
 // into chunks: an I2C EEPROM reads at most 128 bytes per transaction. Each
 // chunk runs in its own read section, so removal waits for one chunk at most.
+// Chunks are aligned to multiples of the size.
 type TransferSizer interface {
 	TransferSize() int
+}
+
+// WriteTransferSizer is implemented by providers whose writes go in smaller
+// pieces than their reads: an I2C EEPROM writes a page at a time and then
+// waits out a write cycle of several milliseconds. Writes are cut into
+// chunks of this size, aligned to it, each in its own read section.
+type WriteTransferSizer interface {
+	WriteTransferSize() int
+}
+
+// GoneNotifier is implemented by providers that learn by themselves that
+// their hardware went away (a kernel device that vanished from sysfs). The
+// registry calls NotifyGone once, at registration; the provider calls gone
+// (from any goroutine, at most once, never inside one of its own callbacks)
+// and the device is then removed as by Unregister (DESIGN rule 7).
+type GoneNotifier interface {
+	NotifyGone(gone func())
+}
+
+// CellReader is implemented by providers that read some cells themselves:
+// a mirror of the kernel's sysfs cells, whose bit fields and decoding the
+// kernel applies. The core calls ReadCell inside a read section for every
+// cell whose CellInfo.Provided is set.
+type CellReader interface {
+	ReadCell(ci CellInfo) ([]byte, error)
 }
 
 // Syncer is implemented by providers that buffer writes: Sync makes every

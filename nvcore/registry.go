@@ -110,6 +110,9 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 	for _, c := range d.Cells() {
 		r.publishLocked(Event{Kind: CellAdd, Device: d, Cell: c})
 	}
+	if gn, ok := p.(GoneNotifier); ok {
+		gn.NotifyGone(func() { d.hardwareGone(fmt.Errorf("%w: the provider reports its hardware gone", ErrNoDevice)) })
+	}
 	return d, nil
 }
 
