@@ -88,6 +88,9 @@ type Config struct {
 	Stride   int
 	Keepouts []Keepout
 	Cells    []CellInfo
+	// WriteProtect, when set, is asserted at registration and deasserted
+	// around each provider write.
+	WriteProtect WriteProtect
 	// Layout, when set, adds the cells it finds in the content to Cells.
 	// A content it cannot parse leaves the device without those cells, and
 	// Device.LayoutError says why.

@@ -49,6 +49,11 @@ type Device struct {
 	unplugging atomic.Bool // a removal for vanished hardware has started
 	forceRO    atomic.Bool
 
+	// wp guards the memory's write-protect line; wpMu keeps the
+	// deassert-write-assert sequences of concurrent writers apart.
+	wp   WriteProtect
+	wpMu sync.Mutex
+
 	// The provider and its optional faces. Read only inside a read section
 	// after checking gone; never written after registration.
 	provider Provider
@@ -81,6 +86,7 @@ func newDevice(name string, cfg Config, p Provider) *Device {
 	d.readOnly = cfg.ReadOnly || d.writer == nil
 	d.forceRO.Store(d.readOnly)
 	d.mode = fileMode(d.rootOnly, d.readOnly, d.reader != nil, d.writer != nil)
+	d.wp = cfg.WriteProtect
 	d.declared = append([]CellInfo(nil), cfg.Cells...)
 	d.layout = cfg.Layout
 	for _, ci := range d.declared {
@@ -461,15 +467,39 @@ func (d *Device) readChunk(p []byte, off int64) error {
 
 func (d *Device) writeChunk(p []byte, off int64) error {
 	return d.call(func() error {
-		n, err := d.writer.WriteAt(p, off)
-		if n == len(p) && err == nil {
-			return nil
+		if d.wp == nil {
+			return d.writeProvider(p, off)
 		}
-		if err == nil {
-			return fmt.Errorf("%w: %s: provider wrote %d of %d bytes at %#x", ErrIO, d.name, n, len(p), off)
-		}
-		return fmt.Errorf("%s: write at %#x: %w", d.name, off, err)
+		return d.writeUnprotected(p, off)
 	})
+}
+
+// writeUnprotected deasserts the write-protect line around one provider
+// write (SPEC 3). Writers take turns: one must not assert the line again
+// while another's write is under way.
+func (d *Device) writeUnprotected(p []byte, off int64) (err error) {
+	d.wpMu.Lock()
+	defer d.wpMu.Unlock()
+	if err := d.wp.Unprotect(); err != nil {
+		return fmt.Errorf("%w: %s: cannot deassert the write-protect line: %v", ErrIO, d.name, err)
+	}
+	defer func() {
+		if perr := d.wp.Protect(); perr != nil && err == nil {
+			err = fmt.Errorf("%w: %s: written, but the write-protect line could not be asserted again: %v", ErrIO, d.name, perr)
+		}
+	}()
+	return d.writeProvider(p, off)
+}
+
+func (d *Device) writeProvider(p []byte, off int64) error {
+	n, err := d.writer.WriteAt(p, off)
+	if n == len(p) && err == nil {
+		return nil
+	}
+	if err == nil {
+		return fmt.Errorf("%w: %s: provider wrote %d of %d bytes at %#x", ErrIO, d.name, n, len(p), off)
+	}
+	return fmt.Errorf("%s: write at %#x: %w", d.name, off, err)
 }
 
 // readProvidedCell asks the provider for a cell it reads itself.

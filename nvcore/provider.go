@@ -57,3 +57,14 @@ type Syncer interface {
 // defaultTransferSize bounds a read section for providers that state no
 // transfer size of their own.
 const defaultTransferSize = 64 << 10
+
+// WriteProtect is a device's write-protect line (SPEC 3): asserted from
+// registration on, deasserted only around each provider write. A line that
+// cannot be deasserted fails the write before the provider is called; one
+// that cannot be asserted again fails the write after it.
+type WriteProtect interface {
+	// Protect asserts the line: the memory refuses writes.
+	Protect() error
+	// Unprotect deasserts the line: the memory accepts writes.
+	Unprotect() error
+}

@@ -87,6 +87,12 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 			return nil, fmt.Errorf("%w: %q", ErrExist, cfg.Name)
 		}
 	}
+	// The memory is write-protected from the start (SPEC 3).
+	if cfg.WriteProtect != nil {
+		if err := cfg.WriteProtect.Protect(); err != nil {
+			return nil, fmt.Errorf("%w: cannot assert the write-protect line: %v", ErrIO, err)
+		}
+	}
 	// The layout parses before the device is published, with no lock held:
 	// it reads the provider, which may be slow. The name is checked again
 	// below, under the lock.
