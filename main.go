@@ -88,7 +88,7 @@ func newApp() *cli.App {
 				Name: "unmount", Usage: "detach every device, unmount, and stop the server", ArgsUsage: "MOUNTPOINT",
 				Action: unmountCmd,
 			},
-		}, editCommands(mountFlag)...),
+		}, append(editCommands(mountFlag), transferCommands(mountFlag)...)...),
 	}
 }
 
