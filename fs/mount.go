@@ -63,7 +63,10 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 	// Check the folder first: a failed mount(2) falls back to fusermount,
 	// whose exit status would hide the reason.
 	if fi, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("mount %w", err)
+		if pe, ok := err.(*os.PathError); ok {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("mount %s: not a directory", dir)
 	}

@@ -363,7 +363,7 @@ func (e *Env) badCRC() error {
 			fmt.Fprintf(&b, "copy %d at %#x: stored 0x%08x, computed 0x%08x", i+1, c.Offset, c.Stored, c.Computed)
 		}
 	}
-	fmt.Fprintf(&b, " (copy size %#x; a wrong size is the usual cause: try size=auto)", e.Config.Size)
+	fmt.Fprintf(&b, " (copy size %#x; a wrong size is the usual cause: try env-size=auto)", e.Config.Size)
 	return &envError{msg: b.String(), err: ErrEnvBadCRC}
 }
 
