@@ -6,6 +6,7 @@ require (
 	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.50.0
+	periph.io/x/conn/v3 v3.7.3
 )
 
 require (
@@ -13,5 +14,4 @@ require (
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	periph.io/x/conn/v3 v3.7.3 // indirect
 )

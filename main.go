@@ -12,6 +12,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,6 +26,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nvmemfs/nvmemfs/backends/spec"
+	"github.com/nvmemfs/nvmemfs/backends/sysfs"
 	"github.com/nvmemfs/nvmemfs/control"
 	"github.com/nvmemfs/nvmemfs/fs"
 	"github.com/nvmemfs/nvmemfs/nvcore"
@@ -66,6 +68,9 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "attach the devices of `FILE`, one SPEC a line"},
 					&cli.StringSliceFlag{Name: "device", Aliases: []string{"d"}, Usage: "attach `SPEC` (repeatable)"},
 					&cli.BoolFlag{Name: "demo", Usage: "attach demo devices built from the bundled images"},
+					&cli.BoolFlag{Name: "mirror", Usage: "mirror every nvmem device of the kernel (sysfs:NAME)"},
+					&cli.StringFlag{Name: "sysfs", Value: "/sys", Usage: "where sysfs is, for --mirror"},
+					&cli.BoolFlag{Name: "keep-going", Usage: "log a device that cannot be attached (or a missing --config) and go on"},
 					&cli.StringFlag{Name: "log", Usage: "append the server's log to `FILE`"},
 					&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 				},
@@ -88,7 +93,7 @@ func newApp() *cli.App {
 				Name: "unmount", Usage: "detach every device, unmount, and stop the server", ArgsUsage: "MOUNTPOINT",
 				Action: unmountCmd,
 			},
-		}, append(editCommands(mountFlag), transferCommands(mountFlag)...)...),
+		}, append(append(editCommands(mountFlag), transferCommands(mountFlag)...), udevCommand(mountFlag))...),
 	}
 }
 
@@ -223,6 +228,7 @@ func serve(c *cli.Context, mnt string) (err error) {
 	// socket closes at once, so a new server may mount in its place.
 	shutdown := func() error {
 		once.Do(func() {
+			notifySystemd("STOPPING=1")
 			ctl.StopListening()
 			shutdownErr = errors.Join(reg.RemoveAll(), fsys.Unmount())
 		})
@@ -231,8 +237,15 @@ func serve(c *cli.Context, mnt string) (err error) {
 	ctl = control.NewServer(reg, shutdown)
 	for _, sp := range specs {
 		if _, err := ctl.AttachSpec(sp); err != nil {
+			err = fmt.Errorf("attach %s: %w", sp.Text, err)
+			if c.Bool("keep-going") {
+				// Hardware absent now is attached by the udev hook when
+				// it appears.
+				slog.Warn("not attached", "err", err)
+				continue
+			}
 			shutdown()
-			return fmt.Errorf("attach %s: %w", sp.Text, err)
+			return err
 		}
 	}
 	if err := ctl.Listen(mnt); err != nil {
@@ -250,6 +263,7 @@ func serve(c *cli.Context, mnt string) (err error) {
 	}()
 
 	slog.Info("mounted", "mountpoint", mnt, "devices", len(reg.Devices()))
+	notifySystemd("READY=1")
 	if ready != nil {
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
@@ -296,10 +310,27 @@ func collectSpecs(c *cli.Context) ([]*spec.Spec, func(), error) {
 	var specs []*spec.Spec
 	if path := c.String("config"); path != "" {
 		list, err := spec.ReadConfigFile(path)
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist) && c.Bool("keep-going"):
+			slog.Warn("no config file", "path", path)
+		case err != nil:
 			return nil, cleanup, err
 		}
 		specs = append(specs, list...)
+	}
+	if c.Bool("mirror") {
+		root := c.String("sysfs")
+		names, err := sysfs.List(sysfs.Options{Root: root})
+		if err != nil && !c.Bool("keep-going") {
+			return nil, cleanup, err
+		}
+		for _, name := range names {
+			sp, err := spec.Parse(sysfsSpec(name, root), "")
+			if err != nil {
+				return nil, cleanup, err
+			}
+			specs = append(specs, sp)
+		}
 	}
 	cwd, _ := os.Getwd()
 	for _, text := range c.StringSlice("device") {
@@ -415,4 +446,23 @@ func unmountCmd(c *cli.Context) error {
 		return err
 	}
 	return respErrors(resp)
+}
+
+// notifySystemd tells systemd the service's state (sd_notify), when it runs
+// as a Type=notify unit; elsewhere it does nothing.
+func notifySystemd(state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	// An abstract socket's "@" prefix is understood by net as it is.
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		slog.Warn("sd_notify", "err", err)
+		return
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(state)); err != nil {
+		slog.Warn("sd_notify", "err", err)
+	}
 }

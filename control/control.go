@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,13 +28,19 @@ import (
 
 // Request is what a command sends.
 type Request struct {
-	// Op is attach, detach, ls or unmount.
+	// Op is attach, detach, detach-hardware (every device on the hardware
+	// named, as "i2c-3"), ls or unmount.
 	Op string `json:"op"`
-	// Args are SPECs for attach, names for detach.
+	// Args are SPECs for attach, names for detach, hardware names for
+	// detach-hardware.
 	Args []string `json:"args,omitempty"`
 	// Dir is the caller's working folder: relative paths in SPECs are
 	// taken from there.
 	Dir string `json:"dir,omitempty"`
+	// Async asks for an answer before the work is done: the udev hook must
+	// return at once, and attaching an EEPROM with a layout can take
+	// seconds of bus time. Failures are logged by the server.
+	Async bool `json:"async,omitempty"`
 }
 
 // Response is what the server answers. Errors lists one message for each
@@ -53,6 +60,8 @@ type DeviceInfo struct {
 	WordSize int    `json:"word_size"`
 	Stride   int    `json:"stride"`
 	Source   string `json:"source,omitempty"`
+	// Hardware names what the device sits on ("i2c-3"), when known.
+	Hardware string `json:"hardware,omitempty"`
 	// Layout is the layout named in the SPEC; LayoutError says why it
 	// found no cells, if it did not.
 	Layout      string     `json:"layout,omitempty"`
@@ -89,15 +98,16 @@ type Server struct {
 	ln       *net.UnixListener
 	uid      int
 	wg       sync.WaitGroup
+	closing  atomic.Bool // set by StopListening: no more attaches
 
 	mu      sync.Mutex
-	sources map[*nvcore.Device]string
+	sources map[*nvcore.Device]*spec.Spec
 }
 
 // NewServer makes a server for reg. shutdown removes every device and
 // unmounts; it is called for the unmount request.
 func NewServer(reg *nvcore.Registry, shutdown func() error) *Server {
-	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]string{}}
+	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]*spec.Spec{}}
 	// A device may go without a detach (its hardware vanished): forget its
 	// SPEC whichever way it goes.
 	reg.Subscribe(func(ev nvcore.Event) {
@@ -121,12 +131,15 @@ func (s *Server) Attach(text, dir string) (*nvcore.Device, error) {
 
 // AttachSpec attaches a parsed SPEC, remembering it for ls.
 func (s *Server) AttachSpec(sp *spec.Spec) (*nvcore.Device, error) {
+	if s.closing.Load() {
+		return nil, errors.New("the server is unmounting")
+	}
 	d, err := sp.Attach(s.reg)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.sources[d] = sp.Text
+	s.sources[d] = sp
 	s.mu.Unlock()
 	return d, nil
 }
@@ -153,6 +166,7 @@ func (s *Server) Listen(mountpoint string) error {
 // StopListening refuses new requests; those in progress go on. It may be
 // called from a request (unmount does).
 func (s *Server) StopListening() {
+	s.closing.Store(true)
 	if s.ln != nil {
 		s.ln.Close()
 	}
@@ -218,6 +232,16 @@ func (s *Server) allowed(conn *net.UnixConn) error {
 }
 
 func (s *Server) handle(req Request) Response {
+	if req.Async && (req.Op == "attach" || req.Op == "detach") {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for _, msg := range s.handle(Request{Op: req.Op, Args: req.Args, Dir: req.Dir}).Errors {
+				slog.Warn("control: "+req.Op+" failed", "err", msg)
+			}
+		}()
+		return Response{}
+	}
 	var resp Response
 	fail := func(err error) { resp.Errors = append(resp.Errors, err.Error()) }
 	switch req.Op {
@@ -237,6 +261,14 @@ func (s *Server) handle(req Request) Response {
 				fail(fmt.Errorf("detach %s: %w", name, err))
 			}
 		}
+	case "detach-hardware":
+		for _, hw := range req.Args {
+			for _, d := range s.onHardware(hw) {
+				if err := s.reg.Remove(d); err != nil && !errors.Is(err, nvcore.ErrNoDevice) {
+					fail(fmt.Errorf("detach %s (on %s): %w", d.Name(), hw, err))
+				}
+			}
+		}
 	case "ls":
 		resp.Devices = s.List()
 	case "unmount":
@@ -249,6 +281,19 @@ func (s *Server) handle(req Request) Response {
 	return resp
 }
 
+// onHardware returns the devices attached on hw ("i2c-3").
+func (s *Server) onHardware(hw string) []*nvcore.Device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*nvcore.Device
+	for d, sp := range s.sources {
+		if sp.Hardware == hw {
+			list = append(list, d)
+		}
+	}
+	return list
+}
+
 // List describes the registered devices, by name.
 func (s *Server) List() []DeviceInfo {
 	var out []DeviceInfo
@@ -258,12 +303,15 @@ func (s *Server) List() []DeviceInfo {
 			continue
 		}
 		s.mu.Lock()
-		source := s.sources[d]
+		sp := s.sources[d]
 		s.mu.Unlock()
 		info := DeviceInfo{
 			Name: d.Name(), Type: d.Type().String(), Size: d.Size(),
 			Mode: fmt.Sprintf("%04o", d.Mode()), ForceRO: d.ForceRO(),
-			WordSize: d.WordSize(), Stride: d.Stride(), Source: source,
+			WordSize: d.WordSize(), Stride: d.Stride(),
+		}
+		if sp != nil {
+			info.Source, info.Hardware = sp.Text, sp.Hardware
 		}
 		if l := d.Layout(); l != nil {
 			info.Layout = l.Name()

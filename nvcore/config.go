@@ -89,7 +89,8 @@ type Config struct {
 	Keepouts []Keepout
 	Cells    []CellInfo
 	// WriteProtect, when set, is asserted at registration and deasserted
-	// around each provider write.
+	// around each provider write. If it is an io.Closer, removal closes it
+	// after the provider.
 	WriteProtect WriteProtect
 	// Layout, when set, adds the cells it finds in the content to Cells.
 	// A content it cannot parse leaves the device without those cells, and

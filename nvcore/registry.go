@@ -3,6 +3,7 @@ package nvcore
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,6 +162,9 @@ func (r *Registry) Remove(d *Device) error {
 	}
 	d.srcu.Synchronize()
 	closeErr := d.provider.Close()
+	if c, ok := d.wp.(io.Closer); ok {
+		closeErr = errors.Join(closeErr, c.Close())
+	}
 
 	r.eventMu.Lock()
 	defer r.eventMu.Unlock()

@@ -6,7 +6,9 @@
 //	    [,root-only][,offset=N][,size=N][,word-size=N][,stride=N]
 //	    [,keepout=START-END:FILL]...[,cells=CELLSFILE]
 //	    [,layout=onie-tlv|u-boot-env|u-boot-env-redundant|sl28vpd|fixed|auto]
-//	    [,env-size=N|auto][,env-flags=counter|boolean]
+//	    [,env-size=N|auto][,env-flags=counter|boolean][,wp-gpio=CHIP:LINE[:active-low]]
+//	at24:BUS:ADDR[,chip=24c02][,pagesize=N][,io-limit=N] and the common options
+//	sysfs:NAME[,root=SYSFS] and the common options
 //
 // Numbers are decimal, or hexadecimal with 0x. PATH may not contain a comma.
 package spec
@@ -14,12 +16,20 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/nvmemfs/nvmemfs/backends/at24"
 	"github.com/nvmemfs/nvmemfs/backends/file"
+	"github.com/nvmemfs/nvmemfs/backends/gpiocdev"
+	"github.com/nvmemfs/nvmemfs/backends/i2cdev"
+	"github.com/nvmemfs/nvmemfs/backends/sysfs"
+	"github.com/nvmemfs/nvmemfs/backends/wp"
 	"github.com/nvmemfs/nvmemfs/nvcore"
 	"github.com/nvmemfs/nvmemfs/nvcore/layouts"
 )
@@ -40,18 +50,43 @@ type Spec struct {
 	// line of each cell in it, for error messages.
 	CellsFile string
 	cellLines []int
+	typeSet   bool // type= was given
 	// Layout names the layout that finds cells in the content; Env holds
 	// the U-Boot environment's options (env-size, env-flags).
 	Layout string
 	Env    layouts.EnvConfig
+	// WriteProtect is the wp-gpio line, if any.
+	WriteProtect *wp.Spec
+
+	// An at24 device: the I2C bus (/dev/i2c-N, N, or the adapter's name),
+	// the chip's address, and the chip's options.
+	Bus  string
+	Addr uint16
+	AT24 at24.Options
+	// A sysfs mirror: the kernel's device name is Path; Root is where
+	// sysfs is ("" for /sys).
+	Root string
+
+	// Hardware names what the device sits on once it is open ("i2c-3" for
+	// an EEPROM there), so that a hot-plug event can find its devices.
+	Hardware string
 }
 
-// knownOptions are the options a SPEC may carry after KIND:ARGUMENT.
-var knownOptions = map[string]bool{
-	"name": true, "type": true, "ro": true, "root-only": true, "offset": true,
-	"size": true, "word-size": true, "stride": true, "keepout": true, "cells": true,
-	"layout": true, "env-size": true, "env-flags": true,
+// commonOptions may follow any KIND:ARGUMENT; kindOptions only theirs.
+var commonOptions = map[string]bool{
+	"name": true, "type": true, "ro": true, "root-only": true,
+	"word-size": true, "stride": true, "keepout": true, "cells": true,
+	"layout": true, "env-size": true, "env-flags": true, "wp-gpio": true,
 }
+
+var kindOptions = map[string]map[string]bool{
+	"file":  {"offset": true, "size": true},
+	"at24":  {"chip": true, "pagesize": true, "io-limit": true},
+	"sysfs": {"root": true},
+}
+
+// kinds lists the provider kinds, for messages.
+const kinds = "file, at24, sysfs"
 
 // ErrSyntax marks every parse error.
 var ErrSyntax = errors.New("bad device spec")
@@ -71,8 +106,25 @@ func Parse(text, dir string) (*Spec, error) {
 	switch kind {
 	case "file":
 		s.Path = absolute(arg, dir)
+	case "at24":
+		// BUS:ADDR: the address follows the last colon.
+		i := strings.LastIndex(arg, ":")
+		if i <= 0 {
+			return fail("want at24:BUS:ADDR, such as at24:1:0x50 or at24:/dev/i2c-1:0x50")
+		}
+		s.Bus = arg[:i]
+		addr, err := ParseNumber(arg[i+1:])
+		if err != nil || addr < 0x03 || addr > 0x77 {
+			return fail("address %q: want a 7-bit I2C address, 0x03 to 0x77", arg[i+1:])
+		}
+		s.Addr = uint16(addr)
+	case "sysfs":
+		if strings.ContainsAny(arg, "/") {
+			return fail("sysfs:NAME takes the kernel's device name, as in /sys/bus/nvmem/devices/NAME")
+		}
+		s.Path = arg
 	default:
-		return fail("unknown kind %q (known: file)", kind)
+		return fail("unknown kind %q (known: %s)", kind, kinds)
 	}
 	seen := map[string]bool{}
 	for _, f := range fields[1:] {
@@ -93,8 +145,8 @@ func Parse(text, dir string) (*Spec, error) {
 		switch {
 		case key == "":
 			return fail("empty option (two commas in a row?)")
-		case !knownOptions[key]:
-			return fail("unknown option %q", key)
+		case !commonOptions[key] && !kindOptions[kind][key]:
+			return fail("unknown option %q for %s", key, kind)
 		case !hasVal && key != "ro" && key != "root-only":
 			return fail("option %q needs a value (%s=...)", key, key)
 		}
@@ -103,6 +155,7 @@ func Parse(text, dir string) (*Spec, error) {
 			s.Config.Name = val
 		case "type":
 			s.Config.Type, err = nvcore.ParseType(val)
+			s.typeSet = true
 		case "ro":
 			err = flag()
 			s.Config.ReadOnly = true
@@ -121,6 +174,19 @@ func Parse(text, dir string) (*Spec, error) {
 			var k nvcore.Keepout
 			k, err = parseKeepout(val)
 			s.Config.Keepouts = append(s.Config.Keepouts, k)
+		case "chip":
+			_, err = at24.LookupChip(val)
+			s.AT24.Chip = val
+		case "pagesize":
+			s.AT24.PageSize, err = parseInt(val)
+		case "io-limit":
+			s.AT24.IOLimit, err = parseInt(val)
+		case "root":
+			s.Root = absolute(val, dir)
+		case "wp-gpio":
+			var w wp.Spec
+			w, err = wp.ParseSpec(val)
+			s.WriteProtect = &w
 		case "layout":
 			if !slices.Contains(layouts.Names, val) {
 				err = fmt.Errorf("unknown layout %q (known: %s)", val, strings.Join(layouts.Names, ", "))
@@ -181,44 +247,108 @@ func LayoutOptions(text string) (string, layouts.EnvConfig, error) {
 }
 
 // Open opens the provider the spec names and checks its cells against it,
-// pointing at the cells file's line on error. The caller owns the provider.
-func (s *Spec) Open() (nvcore.Provider, error) {
+// pointing at the cells file's line on error. It returns the device's
+// configuration: the SPEC's, completed by what the hardware says of itself
+// (a kernel device's name, type, modes and cells). The caller owns the
+// provider.
+func (s *Spec) Open() (nvcore.Provider, nvcore.Config, error) {
+	cfg := s.Config
 	var p nvcore.Provider
 	var err error
 	switch s.Kind {
 	case "file":
-		p, err = file.Open(file.Options{Path: s.Path, Offset: s.Offset, Size: s.Size, ReadOnly: s.Config.ReadOnly})
+		p, err = file.Open(file.Options{Path: s.Path, Offset: s.Offset, Size: s.Size, ReadOnly: cfg.ReadOnly})
+	case "at24":
+		p, err = s.openAT24()
+	case "sysfs":
+		var kernel nvcore.Config
+		p, kernel, err = sysfs.Open(s.Path, sysfs.Options{Root: s.Root})
+		if err == nil {
+			cfg = mergeKernel(cfg, kernel, s.typeSet)
+		}
 	default:
 		err = fmt.Errorf("unknown kind %q", s.Kind)
 	}
 	if err != nil {
-		return nil, err
+		return nil, cfg, err
 	}
-	word, stride := max(1, s.Config.WordSize), max(1, s.Config.Stride)
+	word, stride := max(1, cfg.WordSize), max(1, cfg.Stride)
 	for i, c := range s.Config.Cells {
 		if err := c.Validate(p.Size(), word, stride); err != nil {
 			p.Close()
-			return nil, fmt.Errorf("%s:%d: %w", s.CellsFile, s.cellLines[i], err)
+			return nil, cfg, fmt.Errorf("%s:%d: %w", s.CellsFile, s.cellLines[i], err)
 		}
 	}
+	return p, cfg, nil
+}
+
+// openAT24 opens the I2C bus, checks that no kernel driver holds the
+// address, and opens the chip on it.
+func (s *Spec) openAT24() (nvcore.Provider, error) {
+	bus, err := i2cdev.Open(s.Bus, i2cdev.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := i2cdev.CheckAddress(i2cdev.Options{}, bus.Number(), s.Addr); err != nil {
+		bus.Close()
+		return nil, err
+	}
+	o := s.AT24
+	o.ReadOnly = s.Config.ReadOnly
+	p, err := at24.Open(bus, s.Addr, o) // owns the bus from here, even on error
+	if err != nil {
+		return nil, err
+	}
+	s.Hardware = fmt.Sprintf("i2c-%d", bus.Number())
 	return p, nil
 }
 
-// Attach opens the provider and registers the device.
+// mergeKernel completes a sysfs mirror's configuration with what the kernel
+// says: its name unless the SPEC gives one, its type unless type= is given,
+// its read-only and root-only modes (a SPEC may only add to them), and its
+// cells before the declared ones.
+func mergeKernel(cfg, kernel nvcore.Config, typeSet bool) nvcore.Config {
+	if cfg.Name == "" {
+		cfg.Name = kernel.Name
+	}
+	if !typeSet {
+		cfg.Type = kernel.Type
+	}
+	cfg.ReadOnly = cfg.ReadOnly || kernel.ReadOnly
+	cfg.RootOnly = cfg.RootOnly || kernel.RootOnly
+	cfg.Cells = append(append([]nvcore.CellInfo(nil), kernel.Cells...), cfg.Cells...)
+	return cfg
+}
+
+// Attach opens the provider and the write-protect line, and registers the
+// device.
 func (s *Spec) Attach(r *nvcore.Registry) (*nvcore.Device, error) {
-	p, err := s.Open()
+	p, cfg, err := s.Open()
 	if err != nil {
 		return nil, err
 	}
-	cfg := s.Config
-	if cfg.Layout, err = layouts.New(s.Layout, s.Env); err != nil {
+	fail := func(err error) (*nvcore.Device, error) {
 		p.Close()
+		if c, ok := cfg.WriteProtect.(io.Closer); ok {
+			c.Close()
+		}
 		return nil, err
+	}
+	if cfg.Layout, err = layouts.New(s.Layout, s.Env); err != nil {
+		return fail(err)
+	}
+	if w := s.WriteProtect; w != nil {
+		// Asserted from the start: the line is requested at its
+		// protecting level, and the core asserts it again at register.
+		pin, err := gpiocdev.Open(w.Chip, w.Line, gpio.Level(!w.ActiveLow))
+		if err != nil {
+			return fail(fmt.Errorf("wp-gpio: %w", err))
+		}
+		cfg.WriteProtect = wp.New(pin, w.ActiveLow)
 	}
 	d, err := r.Register(cfg, p)
 	if err != nil {
-		p.Close()
-		return nil, err
+		return fail(err)
 	}
 	return d, nil
 }

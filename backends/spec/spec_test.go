@@ -123,7 +123,7 @@ func TestOpenChecksCells(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Open()
+	_, _, err = s.Open()
 	if err == nil || !strings.Contains(err.Error(), "c.cells:2:") || !errors.Is(err, nvcore.ErrInvalid) {
 		t.Errorf("open with a cell past the end: %v", err)
 	}

@@ -1,0 +1,292 @@
+package fs
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nvmemfs/nvmemfs/backends/at24"
+	"github.com/nvmemfs/nvmemfs/backends/at24/at24test"
+	"github.com/nvmemfs/nvmemfs/nvcore"
+)
+
+// at24Attach registers an at24 provider on a simulated chip of its own bus
+// (a USB bridge each) and returns the device and the simulator.
+func (m *mounted) at24Attach(t *testing.T, name, chipName string, pageSize, speed int, writeCycle time.Duration) (*nvcore.Device, *at24test.Bus) {
+	t.Helper()
+	c, err := at24.LookupChip(chipName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := at24test.MustNew(at24test.Config{
+		Name:       "sim-" + name,
+		Size:       c.Size,
+		AddrBytes:  c.AddrBytes,
+		Addresses:  c.Addresses,
+		PageSize:   max(c.PageSize, 1),
+		WriteCycle: writeCycle,
+		Speed:      speed,
+	})
+	p, err := at24.Open(bus, 0x50, at24.Options{Chip: chipName, PageSize: pageSize})
+	if err != nil {
+		t.Fatalf("open %s: %v", chipName, err)
+	}
+	d, err := m.reg.Register(nvcore.Config{Name: name, Type: nvcore.TypeEEPROM}, p)
+	if err != nil {
+		p.Close()
+		t.Fatalf("register %s: %v", name, err)
+	}
+	return d, bus
+}
+
+// at24ChunkTime is how long one 128-byte read of a 16-bit chip takes on
+// the simulated bus: start, address, 2 word-address bytes, repeated start,
+// address, 128 bytes, stop, 9 bits a byte.
+func at24ChunkTime(speed int) time.Duration {
+	bits := 1 + 9 + 18 + 1 + 9 + 9*128 + 1
+	return time.Duration(int64(bits) * int64(time.Second) / int64(speed))
+}
+
+// at24SignalTransfer returns a channel that is closed when the nth transfer
+// on bus starts: the transfer is then in flight for a whole chunk time.
+func at24SignalTransfer(bus *at24test.Bus, n int64) <-chan struct{} {
+	ch := make(chan struct{})
+	var count atomic.Int64
+	bus.SetHook(func(uint16, []byte, []byte) error {
+		if count.Add(1) == n {
+			close(ch)
+		}
+		return nil
+	})
+	return ch
+}
+
+// TestAt24DdCmp writes whole chips through the mount with dd, compares them
+// with cmp, then writes and reads them again with plain system calls in
+// dd-sized blocks.
+func TestAt24DdCmp(t *testing.T) {
+	dd, errDD := exec.LookPath("dd")
+	cmp, errCmp := exec.LookPath("cmp")
+	cases := []struct {
+		chip     string
+		pageSize int
+	}{
+		{"24c02", 8},
+		{"24c256", 64},
+	}
+	for _, tc := range cases {
+		t.Run(tc.chip, func(t *testing.T) {
+			m := mountTest(t)
+			d, bus := m.at24Attach(t, "ee", tc.chip, tc.pageSize, 0, 200*time.Microsecond)
+			size := int(d.Size())
+			nvmem := m.path("ee", "nvmem")
+			if st, err := os.Stat(nvmem); err != nil || st.Size() != int64(size) || st.Mode().Perm() != 0o644 {
+				t.Fatalf("stat: %v, %v", st, err)
+			}
+
+			if errDD == nil && errCmp == nil {
+				img := filepath.Join(t.TempDir(), "img")
+				data := pattern(size, 0x5a)
+				if err := os.WriteFile(img, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				if out, err := exec.Command(dd, "if="+img, "of="+nvmem, "bs=4096", "conv=notrunc", "status=none").CombinedOutput(); err != nil {
+					t.Fatalf("dd to the chip: %v: %s", err, out)
+				}
+				t.Logf("dd wrote %d bytes in %v", size, time.Since(start))
+				if !bytes.Equal(bus.Bytes(), data) {
+					t.Fatal("chip content differs from the image after dd")
+				}
+				if out, err := exec.Command(cmp, img, nvmem).CombinedOutput(); err != nil {
+					t.Fatalf("cmp: %v: %s", err, out)
+				}
+				back := filepath.Join(t.TempDir(), "back")
+				if out, err := exec.Command(dd, "if="+nvmem, "of="+back, "bs=4096", "status=none").CombinedOutput(); err != nil {
+					t.Fatalf("dd from the chip: %v: %s", err, out)
+				}
+				if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("dd read back %d bytes, %v", len(got), err)
+				}
+			} else {
+				t.Logf("no dd or cmp (%v, %v): system calls only", errDD, errCmp)
+			}
+
+			data := pattern(size, 0xa7)
+			fd := openFile(t, nvmem, syscall.O_RDWR)
+			for off := 0; off < size; off += 4096 {
+				end := min(off+4096, size)
+				if n, err := syscall.Pwrite(fd, data[off:end], int64(off)); err != nil || n != end-off {
+					t.Fatalf("pwrite at %#x: %d, %v", off, n, err)
+				}
+			}
+			if n, err := syscall.Pwrite(fd, []byte{1}, int64(size)); errnoOf(err) != syscall.EFBIG {
+				t.Errorf("pwrite at the end: %d, %v; want EFBIG", n, err)
+			}
+			if !bytes.Equal(bus.Bytes(), data) {
+				t.Fatal("chip content differs after pwrite")
+			}
+			got, err := os.ReadFile(nvmem)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read back %d bytes, %v", len(got), err)
+			}
+			last := make([]byte, 4)
+			if n, err := syscall.Pread(fd, last, int64(size-1)); err != nil || n != 1 || last[0] != data[size-1] {
+				t.Errorf("pread of the last byte: %d, %v", n, err)
+			}
+			s := bus.Stats()
+			t.Logf("%s: %+v", tc.chip, s)
+			if s.Failed != 0 {
+				t.Errorf("%d failed transfers", s.Failed)
+			}
+		})
+	}
+}
+
+// TestAt24UnplugDuringRead: a 24c256 on a 400 kHz bus whose bridge is
+// pulled out while a 32 KiB pread goes through the mount. The reader gets
+// ENODEV (or EIO for the chunk in flight) within a few chunk times, the
+// core removes the device by itself, and a second chip keeps working.
+func TestAt24UnplugDuringRead(t *testing.T) {
+	m := mountTest(t)
+	const speed = 400_000
+	chunk := at24ChunkTime(speed)
+	d, bus := m.at24Attach(t, "ee", "24c256", 64, speed, 0)
+	_, other := m.at24Attach(t, "other", "24c02", 8, 0, 0)
+	data := pattern(int(d.Size()), 0x11)
+	bus.SetBytes(0, data)
+	otherData := pattern(256, 0x22)
+	other.SetBytes(0, otherData)
+	fd := openFile(t, m.path("ee", "nvmem"), syscall.O_RDONLY)
+
+	type result struct {
+		n   int
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	inFlight := at24SignalTransfer(bus, 65)
+	bus.ResetStats()
+	start := time.Now()
+	go func() {
+		n, err := syscall.Pread(fd, make([]byte, 32<<10), 0)
+		done <- result{n, err, time.Now()}
+	}()
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the read did not progress: %+v", bus.Stats())
+	}
+	time.Sleep(chunk / 3) // well inside the chunk
+	unplugged := time.Now()
+	bus.Unplug()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader hangs after the unplug")
+	}
+	reaction := r.at.Sub(unplugged)
+	t.Logf("unplug %v into the read, a third into chunk 65 (a chunk takes %v at 400 kHz); the reader got %v %v after the unplug (%.2f chunk times)",
+		unplugged.Sub(start).Round(time.Millisecond), chunk, r.err, reaction, float64(reaction)/float64(chunk))
+	if e := errnoOf(r.err); e != syscall.ENODEV && e != syscall.EIO {
+		t.Errorf("pread across the unplug: %d, %v; want ENODEV or EIO", r.n, r.err)
+	}
+	if reaction > 30*chunk {
+		t.Errorf("the reader took %v to notice the unplug, more than 30 chunk times", reaction)
+	}
+
+	deadline := time.Now().Add(2 * time.Second)
+	for !bus.Closed() || slices.Contains(listDir(t, m.dir), "ee") {
+		if time.Now().After(deadline) {
+			t.Fatalf("device not removed after the unplug: closed %t, root %q", bus.Closed(), listDir(t, m.dir))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("device removed %v after the unplug", time.Since(unplugged).Round(time.Millisecond))
+	if !d.Gone() {
+		t.Error("the device is not gone")
+	}
+	if _, err := syscall.Pread(fd, make([]byte, 16), 0); errnoOf(err) != syscall.ENODEV {
+		t.Errorf("pread after the removal: %v, want ENODEV", err)
+	}
+	if _, err := os.Stat(m.path("ee")); errnoOf(err) != syscall.ENOENT {
+		t.Errorf("stat after the removal: %v, want ENOENT", err)
+	}
+	if n := bus.Stats().AfterClose; n != 0 {
+		t.Errorf("%d transfers after the provider closed the bus", n)
+	}
+
+	if got, err := os.ReadFile(m.path("other", "nvmem")); err != nil || !bytes.Equal(got, otherData) {
+		t.Errorf("the other chip: %d bytes, %v", len(got), err)
+	}
+	if err := os.WriteFile(m.path("other", "nvmem"), []byte("still here"), 0); err != nil {
+		t.Errorf("write to the other chip: %v", err)
+	}
+	if got := other.Bytes()[:10]; string(got) != "still here" {
+		t.Errorf("the other chip holds %q", got)
+	}
+}
+
+// TestAt24DetachDuringRead: Unregister while a 32 KiB pread of a plugged
+// chip goes through the mount waits for the chunk in flight only, not for
+// the whole read; the reader then gets ENODEV.
+func TestAt24DetachDuringRead(t *testing.T) {
+	for _, speed := range []int{100_000, 400_000} {
+		t.Run(fmt.Sprintf("%dkHz", speed/1000), func(t *testing.T) {
+			m := mountTest(t)
+			chunk := at24ChunkTime(speed)
+			_, bus := m.at24Attach(t, "ee", "24c256", 64, speed, 0)
+			fd := openFile(t, m.path("ee", "nvmem"), syscall.O_RDONLY)
+			inFlight := at24SignalTransfer(bus, 9)
+			bus.ResetStats()
+			done := make(chan error, 1)
+			go func() {
+				_, err := syscall.Pread(fd, make([]byte, 32<<10), 0)
+				done <- err
+			}()
+			select {
+			case <-inFlight:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the read did not progress: %+v", bus.Stats())
+			}
+			t0 := time.Now()
+			if err := m.reg.Unregister("ee"); err != nil {
+				t.Fatalf("unregister: %v", err)
+			}
+			waited := time.Since(t0)
+			transfers := bus.Stats().Transfers
+			t.Logf("%d Hz: Unregister took %v, %.2f chunk times of %v", speed, waited, float64(waited)/float64(chunk), chunk)
+			// 4 chunk times, and never under 20 ms: Unregister also closes the
+			// bus and has the kernel forget the names, which must not make a
+			// loaded CI machine fail at 400 kHz.
+			if budget := max(4*chunk, 20*time.Millisecond); waited > budget {
+				t.Errorf("Unregister took %v, more than %v (a chunk takes %v)", waited, budget, chunk)
+			}
+			if waited < chunk/2 {
+				t.Errorf("Unregister took %v: it did not wait for the chunk in flight (%v)", waited, chunk)
+			}
+			if !bus.Closed() {
+				t.Error("Unregister returned before the bus was closed")
+			}
+			select {
+			case err := <-done:
+				if errnoOf(err) != syscall.ENODEV {
+					t.Errorf("the reader got %v, want ENODEV", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the reader hangs after the detach")
+			}
+			if s := bus.Stats(); s.Transfers != transfers || s.AfterClose != 0 {
+				t.Errorf("transfers after Unregister: %+v (had %d)", s, transfers)
+			}
+		})
+	}
+}

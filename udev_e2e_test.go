@@ -1,0 +1,134 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeSysfs copies the sysfs backend's fake tree (three kernel nvmem
+// devices) and adds an I2C adapter, i2c-9, named "nvmemfs-test-bridge".
+func fakeSysfs(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "sys")
+	if err := os.CopyFS(root, os.DirFS("backends/sysfs/testdata/sys")); err != nil {
+		t.Fatal(err)
+	}
+	// git keeps no modes: set the kernel's.
+	for dev, mode := range map[string]os.FileMode{"0-00500": 0o644, "imx-ocotp0": 0o400, "ds1307_nvram0": 0o444} {
+		if err := os.Chmod(filepath.Join(root, "bus/nvmem/devices", dev, "nvmem"), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adapter := filepath.Join(root, "devices/pci0000:00/usb1/i2c-9/i2c-dev/i2c-9")
+	if err := os.MkdirAll(adapter, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, adapter, "name", []byte("nvmemfs-test-bridge\n"))
+	return root
+}
+
+// udevRun runs `nvmemfs udev` with the environment udev gives a RUN
+// program for one event.
+func udevRun(t *testing.T, mnt, sys, conf string, env ...string) result {
+	t.Helper()
+	args := []string{"udev", "-m", mnt, "--sysfs", sys}
+	if conf != "" {
+		args = append(args, "--config", conf)
+	}
+	return runCmd(t, cmdOpts{env: append(env, "SEQNUM=1", "UDEV_LOG=3")}, nvmemfsBin, args...)
+}
+
+// waitFor polls cond for up to five seconds: udev's attaches are
+// asynchronous.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestUdev: the events udev gives for a kernel nvmem device and for an I2C
+// adapter, against a live mount; and against no mount at all.
+func TestUdev(t *testing.T) {
+	requireFUSE(t)
+	sys := fakeSysfs(t)
+	logFile := filepath.Join(t.TempDir(), "server.log")
+	mnt := mountNV(t, "--log", logFile)
+
+	// A kernel nvmem device appears: mirrored, with its cells.
+	start := time.Now()
+	r := mustOK(t, udevRun(t, mnt, sys, "", "ACTION=add", "SUBSYSTEM=nvmem", "KERNEL=0-00500", "DEVPATH=/devices/platform/i2c/i2c-0/0-0050/0-00500"))
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("udev took %v: udev kills slow RUN programs", took)
+	}
+	if r.stdout != "" || r.stderr != "" {
+		t.Errorf("udev printed %q %q", r.stdout, r.stderr)
+	}
+	waitFor(t, "the mirror of 0-00500", func() bool { _, ok := lsJSON(t, cmdOpts{}, "-m", mnt)["0-00500"]; return ok })
+	dev := lsJSON(t, cmdOpts{}, "-m", mnt)["0-00500"]
+	if dev.Type != "EEPROM" || dev.Size != 256 || len(dev.Cells) == 0 || !strings.HasPrefix(dev.Source, "sysfs:0-00500") {
+		t.Errorf("mirror: %+v", dev)
+	}
+	kernel := readFile(t, filepath.Join(sys, "bus/nvmem/devices/0-00500/nvmem"))
+	mustOK(t, runCmd(t, cmdOpts{}, "cmp", filepath.Join(mnt, "0-00500", "nvmem"), filepath.Join(sys, "bus/nvmem/devices/0-00500/nvmem")))
+	_ = kernel
+	// The same event twice (udevadm trigger) changes nothing and fails
+	// nothing: the server logs the duplicate.
+	mustOK(t, udevRun(t, mnt, sys, "", "ACTION=add", "SUBSYSTEM=nvmem", "KERNEL=0-00500", "DEVPATH=/x"))
+
+	// It goes: detached.
+	mustOK(t, udevRun(t, mnt, sys, "", "ACTION=remove", "SUBSYSTEM=nvmem", "KERNEL=0-00500", "DEVPATH=/x"))
+	waitFor(t, "0-00500 to leave", func() bool { _, ok := lsJSON(t, cmdOpts{}, "-m", mnt)["0-00500"]; return !ok })
+	if _, err := os.Stat(filepath.Join(mnt, "0-00500")); !os.IsNotExist(err) {
+		t.Errorf("stat after the remove event: %v", err)
+	}
+
+	// An I2C adapter appears: the EEPROM the config declares on it (by the
+	// adapter's name) is attached. There is no /dev/i2c-9 here, so the
+	// attach fails in the server, which logs why; the qemu integration
+	// test does it on a real bus.
+	conf := writeFile(t, t.TempDir(), "nvmemfs.conf", []byte(
+		"# EEPROMs on a USB bridge\nat24:nvmemfs-test-bridge:0x50,chip=24c02,name=bridge-eeprom\n"+
+			"at24:other-bridge:0x51,name=elsewhere\n"))
+	mustOK(t, udevRun(t, mnt, sys, conf, "ACTION=add", "SUBSYSTEM=i2c-dev", "KERNEL=i2c-9", "DEVPATH=/devices/pci0000:00/usb1/i2c-9/i2c-dev/i2c-9"))
+	waitFor(t, "the server to log the attach", func() bool {
+		log, _ := os.ReadFile(logFile)
+		return strings.Contains(string(log), "attach at24:nvmemfs-test-bridge:0x50,chip=24c02,name=bridge-eeprom")
+	})
+	log, _ := os.ReadFile(logFile)
+	if strings.Contains(string(log), "elsewhere") {
+		t.Errorf("a device of another adapter was attached:\n%s", log)
+	}
+	if !strings.Contains(string(log), "nvmemfs-test-bridge") {
+		t.Errorf("the log does not say which bus failed:\n%s", log)
+	}
+	t.Logf("server log:\n%s", log)
+	mustOK(t, udevRun(t, mnt, sys, conf, "ACTION=remove", "SUBSYSTEM=i2c-dev", "KERNEL=i2c-9", "DEVPATH=/devices/pci0000:00/usb1/i2c-9/i2c-dev/i2c-9"))
+	// An I2C client (3-0050), not an adapter, concerns nvmemfs not.
+	mustOK(t, udevRun(t, mnt, sys, conf, "ACTION=add", "SUBSYSTEM=i2c", "KERNEL=3-0050", "DEVPATH=/x"))
+
+	// Without a server the hook says so and succeeds: systemd starts the
+	// service (SYSTEMD_WANTS), which mirrors what is there.
+	r = mustOK(t, udevRun(t, t.TempDir(), sys, "", "ACTION=add", "SUBSYSTEM=nvmem", "KERNEL=0-00500", "DEVPATH=/x"))
+	wantContains(t, "udev without a server", r.stderr, "no server", "nvmemfs.service")
+	// Outside udev: a clear error.
+	wantContains(t, "udev without an event", mustFail(t, nv(t, "udev", "-m", mnt)), "ACTION")
+}
+
+// TestMountMirror: mount --mirror mirrors every kernel nvmem device.
+func TestMountMirror(t *testing.T) {
+	requireFUSE(t)
+	sys := fakeSysfs(t)
+	mnt := mountNV(t, "--mirror", "--sysfs", sys)
+	if got := readDirNames(t, mnt); strings.Join(got, " ") != "0-00500 ds1307_nvram0 imx-ocotp0" {
+		t.Errorf("mirrored %q", got)
+	}
+	if got := lsJSON(t, cmdOpts{}, "-m", mnt)["imx-ocotp0"]; got.Mode != "0400" || got.Type != "OTP" {
+		t.Errorf("imx-ocotp0: %+v, want the kernel's mode 0400 and type OTP", got)
+	}
+}
