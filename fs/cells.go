@@ -76,6 +76,8 @@ func (n *deviceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 type cellsDir struct {
 	dirNode
 	dev *nvcore.Device
+	// written is called after a write through a cell file succeeds.
+	written func()
 
 	mu   sync.Mutex
 	inos map[*nvcore.Cell]uint64 // a cell keeps its inode number for life
@@ -86,8 +88,8 @@ var (
 	_ gofs.NodeReaddirer = (*cellsDir)(nil)
 )
 
-func newCellsDir(d *nvcore.Device, born time.Time) *cellsDir {
-	return &cellsDir{dirNode: dirNode{born: born}, dev: d, inos: map[*nvcore.Cell]uint64{}}
+func newCellsDir(d *nvcore.Device, born time.Time, written func()) *cellsDir {
+	return &cellsDir{dirNode: dirNode{born: born}, dev: d, written: written, inos: map[*nvcore.Cell]uint64{}}
 }
 
 // cells returns the device's cells as the content holds them now.
@@ -125,7 +127,7 @@ func (n *cellsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		if cellFileName(c) != name {
 			continue
 		}
-		f := &cellFile{cell: c, mode: cellMode(c), born: n.born}
+		f := &cellFile{cell: c, mode: cellMode(c), born: n.born, written: n.written}
 		fileAttr(&out.Attr, f.mode, int64(c.Size()), n.born)
 		return n.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino(c)}), 0
 	}
@@ -144,46 +146,25 @@ func (n *cellsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	return gofs.NewListDirStream(list), 0
 }
 
-// staleName is a cached name the kernel must drop: a cell that left, or
-// cells/ itself once the device has no cells.
-type staleName struct {
-	dev  *nvcore.Device
-	cell *nvcore.Cell
-}
-
-// cellLeft queues the invalidation of a retired cell's name. It runs in an
-// event callback, perhaps inside a FUSE handler of cells/: it must not
-// block, so it only appends and pokes the notifier.
+// cellLeft drops the kernel's cached name of a retired cell, and cells/
+// itself once the device has no cells. It runs in an event callback,
+// perhaps inside a FUSE handler of cells/, so the work is posted to the
+// notifier.
 func (f *FS) cellLeft(d *nvcore.Device, c *nvcore.Cell) {
-	f.staleMu.Lock()
-	f.stale = append(f.stale, staleName{d, c})
-	f.staleMu.Unlock()
-	select {
-	case f.staleWake <- struct{}{}:
-	default:
-	}
-}
-
-// dropStaleNames runs on the notifier goroutine.
-func (f *FS) dropStaleNames() {
-	f.staleMu.Lock()
-	list := f.stale
-	f.stale = nil
-	f.staleMu.Unlock()
-	for _, s := range list {
-		devIn := f.deviceInode(s.dev)
+	f.post(func() {
+		devIn := f.deviceInode(d)
 		if devIn == nil {
-			continue // the whole device left; its removal dropped everything
+			return // the whole device left; its removal dropped everything
 		}
 		cellsIn := devIn.GetChild("cells")
 		if cellsIn == nil {
-			continue
+			return
 		}
-		cellsIn.Operations().(*cellsDir).forget(s.cell)
+		cellsIn.Operations().(*cellsDir).forget(c)
 		// ENOENT: the kernel had not cached the name. Nothing to drop.
-		cellsIn.NotifyEntry(cellFileName(s.cell))
-		if len(s.dev.Cells()) == 0 {
+		cellsIn.NotifyEntry(cellFileName(c))
+		if len(d.Cells()) == 0 {
 			devIn.NotifyEntry("cells")
 		}
-	}
+	})
 }

@@ -42,9 +42,11 @@ type FS struct {
 	// goroutine: a notify must never run inside a FUSE handler (DESIGN
 	// rule 5), and the registry's event callbacks may run anywhere.
 	jobs        chan func()
-	staleMu     sync.Mutex
-	stale       []staleName   // cached names to drop, queued by cellLeft
-	staleWake   chan struct{} // capacity 1: pokes the notifier
+	// posted holds notifications queued from places that must not block,
+	// such as an event callback inside a FUSE handler (post).
+	postMu      sync.Mutex
+	posted      []func()
+	postWake    chan struct{} // capacity 1: pokes the notifier
 	served      chan struct{} // closed when the kernel has let go of the mount
 	stopOnce    sync.Once
 	unsubscribe func()
@@ -75,7 +77,7 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		dir:         dir,
 		born:        time.Now(),
 		jobs:        make(chan func(), 64),
-		staleWake:   make(chan struct{}, 1),
+		postWake:    make(chan struct{}, 1),
 		served:      make(chan struct{}),
 		notifierEnd: make(chan struct{}),
 	}
@@ -176,9 +178,28 @@ func (f *FS) notifier() {
 				return
 			}
 			job()
-		case <-f.staleWake:
-			f.dropStaleNames()
+		case <-f.postWake:
+			f.postMu.Lock()
+			list := f.posted
+			f.posted = nil
+			f.postMu.Unlock()
+			for _, fn := range list {
+				fn()
+			}
 		}
+	}
+}
+
+// post queues fn for the notifier goroutine without ever blocking: it may
+// be called inside a FUSE handler, where waiting for the notifier (which
+// may wait for the kernel, which may wait for that handler) would hang.
+func (f *FS) post(fn func()) {
+	f.postMu.Lock()
+	f.posted = append(f.posted, fn)
+	f.postMu.Unlock()
+	select {
+	case f.postWake <- struct{}{}:
+	default:
 	}
 }
 
@@ -216,6 +237,13 @@ func (f *FS) addDevice(d *nvcore.Device) {
 		parent.AddChild(name, parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 	}
 	add(dirIn, "nvmem", &nvmemFile{dev: d, born: f.born})
+	// A write through a cell file changes bytes the nvmem file may hold
+	// in the page cache.
+	contentChanged := func() {}
+	if d.Cached() {
+		nvmem := dirIn.GetChild("nvmem")
+		contentChanged = func() { f.post(func() { nvmem.NotifyContent(0, 0) }) }
+	}
 	add(dirIn, "type", &attrFile{dev: d, mode: 0o444, show: showType, born: f.born})
 	if d.CanWrite() {
 		add(dirIn, "force_ro", &attrFile{dev: d, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
@@ -223,7 +251,7 @@ func (f *FS) addDevice(d *nvcore.Device) {
 	// cells/ is there for every device that has or may get cells; the
 	// device directory hides it while it is empty.
 	if d.Layout() != nil || len(d.Cells()) > 0 {
-		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born), gofs.StableAttr{Mode: syscall.S_IFDIR})
+		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born, contentChanged), gofs.StableAttr{Mode: syscall.S_IFDIR})
 		dirIn.AddChild("cells", cellsIn, false)
 	}
 	f.root.AddChild(d.Name(), dirIn, false)
@@ -235,6 +263,15 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 	child := f.deviceInode(d)
 	if child == nil {
 		return
+	}
+	if d.Cached() {
+		// Pages of a cached device would go on answering reads after the
+		// device is gone: drop them, so reads come to us and get ENODEV.
+		// A READ answered just before the removal may still be on its way
+		// into the cache: drop the pages once more a little later.
+		nvmem := child.GetChild("nvmem")
+		nvmem.NotifyContent(0, 0)
+		time.AfterFunc(50*time.Millisecond, func() { f.post(func() { nvmem.NotifyContent(0, 0) }) })
 	}
 	f.root.RmChild(d.Name())
 	// ENOENT means the kernel had no entry cached: nothing to drop. Before

@@ -17,7 +17,8 @@ import (
 // is checked on each call, so a descriptor opened before removal gets ENODEV
 // (DESIGN rule 6). Files are opened with FOPEN_DIRECT_IO so that each read
 // and write reaches us with the caller's own offset and count (the SPEC 3
-// table depends on them) and nothing is served from a stale page cache.
+// table depends on them) and nothing is served from a stale page cache;
+// only the nvmem file of a device attached with cache is not (see Open).
 
 // accessCheck refuses an open whose access mode the file's mode bits do not
 // grant, for root too, as kernfs does (default_permissions lets root past).
@@ -65,6 +66,12 @@ func (n *nvmemFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		return nil, 0, e
 	}
 	// O_TRUNC is ignored: the memory has a fixed size (SPEC 3).
+	if n.dev.Cached() {
+		// The page cache serves repeated reads; it is written through on
+		// writes to this file, and dropped after cell writes and on
+		// removal.
+		return nil, fuse.FOPEN_KEEP_CACHE, 0
+	}
 	return nil, fuse.FOPEN_DIRECT_IO, 0
 }
 
@@ -207,9 +214,10 @@ func ParseBool(s string) (bool, error) {
 // cellFile is cells/<name>@<off>,<bit>: every read re-reads the cell.
 type cellFile struct {
 	gofs.Inode
-	cell *nvcore.Cell
-	mode uint32
-	born time.Time
+	cell    *nvcore.Cell
+	mode    uint32
+	born    time.Time
+	written func() // after a successful write
 }
 
 var (
@@ -267,6 +275,7 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if err := c.cell.Write(data); err != nil {
 		return 0, toErrno(err)
 	}
+	c.written()
 	return uint32(len(data)), 0
 }
 

@@ -88,6 +88,11 @@ type Config struct {
 	Stride   int
 	Keepouts []Keepout
 	Cells    []CellInfo
+	// Cache lets the kernel keep the content in its page cache, so that
+	// repeated reads of a slow memory cost no provider call. It is safe
+	// only while nothing but nvmemfs changes the memory, and needs word
+	// size and stride 1 (cached reads are served without asking us).
+	Cache bool
 	// WriteProtect, when set, is asserted at registration and deasserted
 	// around each provider write. If it is an io.Closer, removal closes it
 	// after the provider.
@@ -138,6 +143,9 @@ func (cfg *Config) validate(size int64) error {
 	}
 	if cfg.Stride < 0 || cfg.Stride > 8 || cfg.Stride&(cfg.Stride-1) != 0 {
 		return fmt.Errorf("%w: stride %d: want 1, 2, 4 or 8", ErrInvalid, cfg.Stride)
+	}
+	if cfg.Cache && (cfg.WordSize != 1 || cfg.Stride != 1) {
+		return fmt.Errorf("%w: cache: the page cache serves reads of any size and offset, so it needs word-size 1 and stride 1", ErrInvalid)
 	}
 	if cfg.Type < TypeUnknown || cfg.Type > TypeFRAM {
 		return fmt.Errorf("%w: type %d unknown", ErrInvalid, int(cfg.Type))

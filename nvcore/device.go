@@ -23,6 +23,7 @@ type Device struct {
 	size     int64
 	readOnly bool // as configured, or because the provider cannot write
 	rootOnly bool
+	cache    bool
 	wordSize int
 	stride   int
 	keepouts []Keepout
@@ -67,6 +68,7 @@ func newDevice(name string, cfg Config, p Provider) *Device {
 		typ:      cfg.Type,
 		size:     p.Size(),
 		rootOnly: cfg.RootOnly,
+		cache:    cfg.Cache,
 		wordSize: cfg.WordSize,
 		stride:   cfg.Stride,
 		keepouts: append([]Keepout(nil), cfg.Keepouts...),
@@ -135,6 +137,10 @@ func (d *Device) Keepouts() []Keepout { return append([]Keepout(nil), d.keepouts
 // Mode is the permission bits of the device's nvmem file (SPEC 2): 0644,
 // 0444, 0600, 0400, or less when the provider cannot read or write.
 func (d *Device) Mode() uint32 { return d.mode }
+
+// Cached reports whether the kernel may keep the content in its page
+// cache (Config.Cache).
+func (d *Device) Cached() bool { return d.cache }
 
 // CanRead reports whether the provider has a read callback.
 func (d *Device) CanRead() bool { return d.reader != nil }

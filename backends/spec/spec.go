@@ -6,7 +6,7 @@
 //	    [,root-only][,offset=N][,size=N][,word-size=N][,stride=N]
 //	    [,keepout=START-END:FILL]...[,cells=CELLSFILE]
 //	    [,layout=onie-tlv|u-boot-env|u-boot-env-redundant|sl28vpd|fixed|auto]
-//	    [,env-size=N|auto][,env-flags=counter|boolean][,wp-gpio=CHIP:LINE[:active-low]]
+//	    [,env-size=N|auto][,env-flags=counter|boolean][,wp-gpio=CHIP:LINE[:active-low]][,cache]
 //	at24:BUS:ADDR[,chip=24c02][,pagesize=N][,io-limit=N] and the common options
 //	sysfs:NAME[,root=SYSFS] and the common options
 //
@@ -77,6 +77,7 @@ var commonOptions = map[string]bool{
 	"name": true, "type": true, "ro": true, "root-only": true,
 	"word-size": true, "stride": true, "keepout": true, "cells": true,
 	"layout": true, "env-size": true, "env-flags": true, "wp-gpio": true,
+	"cache": true,
 }
 
 var kindOptions = map[string]map[string]bool{
@@ -147,7 +148,7 @@ func Parse(text, dir string) (*Spec, error) {
 			return fail("empty option (two commas in a row?)")
 		case !commonOptions[key] && !kindOptions[kind][key]:
 			return fail("unknown option %q for %s", key, kind)
-		case !hasVal && key != "ro" && key != "root-only":
+		case !hasVal && key != "ro" && key != "root-only" && key != "cache":
 			return fail("option %q needs a value (%s=...)", key, key)
 		}
 		switch key {
@@ -162,6 +163,9 @@ func Parse(text, dir string) (*Spec, error) {
 		case "root-only":
 			err = flag()
 			s.Config.RootOnly = true
+		case "cache":
+			err = flag()
+			s.Config.Cache = true
 		case "offset":
 			s.Offset, err = ParseNumber(val)
 		case "size":
