@@ -41,7 +41,7 @@ type FS struct {
 	// jobs carries tree changes that must notify the kernel to the notifier
 	// goroutine: a notify must never run inside a FUSE handler (DESIGN
 	// rule 5), and the registry's event callbacks may run anywhere.
-	jobs        chan func()
+	jobs chan func()
 	// posted holds notifications queued from places that must not block,
 	// such as an event callback inside a FUSE handler (post).
 	postMu      sync.Mutex
