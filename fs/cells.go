@@ -22,9 +22,11 @@ import (
 // stale), and the notifier drops the kernel's cached names of cells that
 // left (DESIGN rule 5: never from the handler that found out).
 
-// cellInos numbers cell files. go-fuse numbers its own inodes from 1<<63
-// up, so small numbers never collide with them.
+// cellInos numbers cell files from cellInoBase up: go-fuse numbers its own
+// inodes from 1<<63 up, and the root is 1, so these collide with neither.
 var cellInos atomic.Uint64
+
+const cellInoBase = 1 << 62
 
 // deviceDir is <mnt>/<dev>: nvmem, type and force_ro always, and cells/
 // while the device has cells.
@@ -105,7 +107,7 @@ func (n *cellsDir) ino(c *nvcore.Cell) uint64 {
 	defer n.mu.Unlock()
 	ino, ok := n.inos[c]
 	if !ok {
-		ino = cellInos.Add(1)
+		ino = cellInoBase + cellInos.Add(1)
 		n.inos[c] = ino
 	}
 	return ino
