@@ -70,7 +70,7 @@ func udevRequest(ev udevEvent, configPath, sysfs string) (*control.Request, erro
 	case ev.subsystem == "nvmem" && ev.action == "add":
 		return &control.Request{Op: "attach", Args: []string{sysfsSpec(ev.kernel, sysfs)}}, nil
 	case ev.subsystem == "nvmem" && ev.action == "remove":
-		return &control.Request{Op: "detach", Args: []string{ev.kernel}}, nil
+		return &control.Request{Op: "detach", Args: []string{ev.kernel}, IgnoreMissing: true}, nil
 	// An adapter shows as i2c (the bus device) and, once i2c-dev binds, as
 	// i2c-dev (its /dev/i2c-N node): the rules use the latter, so the node
 	// exists by the time the EEPROMs on it are opened.

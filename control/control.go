@@ -41,6 +41,10 @@ type Request struct {
 	// return at once, and attaching an EEPROM with a layout can take
 	// seconds of bus time. Failures are logged by the server.
 	Async bool `json:"async,omitempty"`
+	// IgnoreMissing makes detach of a device that is already gone no
+	// error: a udev remove event often comes after the core removed the
+	// device for its vanished hardware.
+	IgnoreMissing bool `json:"ignore_missing,omitempty"`
 }
 
 // Response is what the server answers. Errors lists one message for each
@@ -236,7 +240,9 @@ func (s *Server) handle(req Request) Response {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			for _, msg := range s.handle(Request{Op: req.Op, Args: req.Args, Dir: req.Dir}).Errors {
+			now := req
+			now.Async = false
+			for _, msg := range s.handle(now).Errors {
 				slog.Warn("control: "+req.Op+" failed", "err", msg)
 			}
 		}()
@@ -257,7 +263,7 @@ func (s *Server) handle(req Request) Response {
 			if err == nil {
 				err = s.reg.Remove(d)
 			}
-			if err != nil {
+			if err != nil && !(req.IgnoreMissing && errors.Is(err, nvcore.ErrNoDevice)) {
 				fail(fmt.Errorf("detach %s: %w", name, err))
 			}
 		}
