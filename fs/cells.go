@@ -47,6 +47,11 @@ func hasCells(d *nvcore.Device) bool {
 }
 
 func (n *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	// A lookup racing the removal must not give the kernel fresh entries
+	// of a device that is going.
+	if n.dev.Gone() {
+		return nil, syscall.ENOENT
+	}
 	child := n.GetChild(name)
 	if child == nil || name == "cells" && !hasCells(n.dev) {
 		return nil, syscall.ENOENT
@@ -96,7 +101,7 @@ func newCellsDir(d *nvcore.Device, born time.Time, written func()) *cellsDir {
 
 // cells returns the device's cells as the content holds them now.
 func (n *cellsDir) cells() ([]*nvcore.Cell, syscall.Errno) {
-	if err := n.dev.RefreshCells(); errors.Is(err, nvcore.ErrNoDevice) {
+	if err := n.dev.RefreshCells(); errors.Is(err, nvcore.ErrNoDevice) || n.dev.Gone() {
 		return nil, syscall.ENODEV
 	}
 	return n.dev.Cells(), 0

@@ -102,6 +102,9 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 			Debug:             o.Debug,
 			MaxWrite:          128 << 10,
 			DisableXAttrs:     true,
+			// Every reply comes from memory: splice would only cost a pipe
+			// pair per READ and keep the pipes open.
+			DisableSplice: true,
 		},
 	}
 	if o.OnPanic != nil {
@@ -273,10 +276,27 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 		nvmem.NotifyContent(0, 0)
 		time.AfterFunc(50*time.Millisecond, func() { f.post(func() { nvmem.NotifyContent(0, 0) }) })
 	}
+	// The kernel would keep the inodes of nvmem, type and the cell files
+	// cached (and go-fuse their nodes, and through them the device and its
+	// provider) until memory ran short: tell it each one is deleted, and
+	// let go-fuse drop the nodes once the kernel forgets them.
+	dropSubtree(child)
 	f.root.RmChild(d.Name())
 	// ENOENT means the kernel had no entry cached: nothing to drop. Before
 	// the mount is served, or after it is gone, the call fails harmlessly.
 	f.root.NotifyDelete(d.Name(), child)
+	child.ForgetPersistent()
+}
+
+// dropSubtree deletes dir's children, deepest first, from the kernel's
+// caches and go-fuse's tree.
+func dropSubtree(dir *gofs.Inode) {
+	for name, child := range dir.Children() {
+		dropSubtree(child)
+		dir.RmChild(name)
+		dir.NotifyDelete(name, child)
+		child.ForgetPersistent()
+	}
 }
 
 // deviceInode returns the root's child for d, or nil if the name is absent

@@ -9,6 +9,8 @@
 //	    [,env-size=N|auto][,env-flags=counter|boolean][,wp-gpio=CHIP:LINE[:active-low]][,cache]
 //	at24:BUS:ADDR[,chip=24c02][,pagesize=N][,io-limit=N] and the common options
 //	sysfs:NAME[,root=SYSFS] and the common options
+//	fault:SIZE[,seed=N][,errors=P][,delays=P][,max-delay=DUR][,shorts=P][,panics=P][,xfer=N]
+//	    and the common options (a test provider: computed content, injected faults)
 //
 // Numbers are decimal, or hexadecimal with 0x. PATH may not contain a comma.
 package spec
@@ -21,10 +23,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/nvmemfs/nvmemfs/backends/at24"
+	"github.com/nvmemfs/nvmemfs/backends/fault"
 	"github.com/nvmemfs/nvmemfs/backends/file"
 	"github.com/nvmemfs/nvmemfs/backends/gpiocdev"
 	"github.com/nvmemfs/nvmemfs/backends/i2cdev"
@@ -66,6 +70,8 @@ type Spec struct {
 	// A sysfs mirror: the kernel's device name is Path; Root is where
 	// sysfs is ("" for /sys).
 	Root string
+	// A fault device: its size, seed, fault rates and transfer size.
+	Fault fault.Options
 
 	// Hardware names what the device sits on once it is open ("i2c-3" for
 	// an EEPROM there), so that a hot-plug event can find its devices.
@@ -84,10 +90,11 @@ var kindOptions = map[string]map[string]bool{
 	"file":  {"offset": true, "size": true},
 	"at24":  {"chip": true, "pagesize": true, "io-limit": true},
 	"sysfs": {"root": true},
+	"fault": {"seed": true, "errors": true, "delays": true, "max-delay": true, "shorts": true, "panics": true, "xfer": true},
 }
 
 // kinds lists the provider kinds, for messages.
-const kinds = "file, at24, sysfs"
+const kinds = "file, at24, sysfs, fault"
 
 // ErrSyntax marks every parse error.
 var ErrSyntax = errors.New("bad device spec")
@@ -124,6 +131,12 @@ func Parse(text, dir string) (*Spec, error) {
 			return fail("sysfs:NAME takes the kernel's device name, as in /sys/bus/nvmem/devices/NAME")
 		}
 		s.Path = arg
+	case "fault":
+		size, err := ParseNumber(arg)
+		if err != nil || size < 1 {
+			return fail("want fault:SIZE, a number of bytes, such as fault:4096")
+		}
+		s.Fault.Size = size
 	default:
 		return fail("unknown kind %q (known: %s)", kind, kinds)
 	}
@@ -187,6 +200,25 @@ func Parse(text, dir string) (*Spec, error) {
 			s.AT24.IOLimit, err = parseInt(val)
 		case "root":
 			s.Root = absolute(val, dir)
+		case "seed":
+			var seed int64
+			seed, err = ParseNumber(val)
+			s.Fault.Seed = uint64(seed)
+		case "errors":
+			s.Fault.ErrorRate, err = parseRate(val)
+		case "delays":
+			s.Fault.DelayRate, err = parseRate(val)
+		case "shorts":
+			s.Fault.ShortRate, err = parseRate(val)
+		case "panics":
+			s.Fault.PanicRate, err = parseRate(val)
+		case "max-delay":
+			s.Fault.MaxDelay, err = time.ParseDuration(val)
+			if err == nil && (s.Fault.MaxDelay < 0 || s.Fault.MaxDelay > time.Minute) {
+				err = fmt.Errorf("max-delay %s: want 0 to 1m", val)
+			}
+		case "xfer":
+			s.Fault.TransferSize, err = parseInt(val)
 		case "wp-gpio":
 			var w wp.Spec
 			w, err = wp.ParseSpec(val)
@@ -264,11 +296,20 @@ func (s *Spec) Open() (nvcore.Provider, nvcore.Config, error) {
 		p, err = file.Open(file.Options{Path: s.Path, Offset: s.Offset, Size: s.Size, ReadOnly: cfg.ReadOnly})
 	case "at24":
 		p, err = s.openAT24()
+		if !s.typeSet {
+			cfg.Type = nvcore.TypeEEPROM // as the kernel's at24 says
+		}
 	case "sysfs":
 		var kernel nvcore.Config
 		p, kernel, err = sysfs.Open(s.Path, sysfs.Options{Root: s.Root})
 		if err == nil {
 			cfg = mergeKernel(cfg, kernel, s.typeSet)
+		}
+	case "fault":
+		o := s.Fault
+		o.Name = cfg.Name
+		if err = o.Check(); err == nil {
+			p = fault.New(o)
 		}
 	default:
 		err = fmt.Errorf("unknown kind %q", s.Kind)
@@ -390,6 +431,15 @@ func parseInt(s string) (int, error) {
 		return 0, fmt.Errorf("%s is too large", s)
 	}
 	return int(n), nil
+}
+
+// parseRate reads a probability from 0 to 1, as a decimal (0.01).
+func parseRate(s string) (float64, error) {
+	r, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(r >= 0 && r <= 1) {
+		return 0, fmt.Errorf("%q is not a rate from 0 to 1 (such as 0.01)", s)
+	}
+	return r, nil
 }
 
 // parseKeepout reads START-END:FILL.
