@@ -44,8 +44,9 @@ func editCommands(mountFlag cli.Flag) []*cli.Command {
 			Name:      "tlv",
 			Usage:     "print or edit an ONIE TlvInfo EEPROM, keeping its CRC valid",
 			ArgsUsage: "DEVICE|IMAGE [set CODE VALUE | delete CODE]",
-			Flags:     []cli.Flag{mountFlag},
-			Action:    tlvCmd,
+			Flags: []cli.Flag{mountFlag, &cli.BoolFlag{Name: "force",
+				Usage: "edit a TlvInfo whose CRC is bad (a write cut short): its fields are read as they stand, and a new CRC written"}},
+			Action: tlvCmd,
 		},
 		{
 			Name:      "cell",
@@ -237,8 +238,14 @@ func tlvCmd(c *cli.Context) error {
 		return layouts.DescribeTLVInfo(os.Stdout, old)
 	}
 	info, err := layouts.DecodeTLVInfo(old)
+	if err != nil && c.Bool("force") {
+		// A cut write leaves fields readable and the CRC wrong: repeating
+		// the edit repairs it. A structure that does not parse stays
+		// refused.
+		info, _, err = layouts.DecodeTLVInfoLenient(old)
+	}
 	if err != nil {
-		return fmt.Errorf("%w; nothing written", err)
+		return fmt.Errorf("%w; nothing written (--force edits a TlvInfo whose only fault is its CRC)", err)
 	}
 	code, err := layouts.TLVCode(op[1])
 	if err != nil {

@@ -251,6 +251,20 @@ func TestTLVEdit(t *testing.T) {
 	if content[255] != 0xff {
 		t.Error("the edit wrote past the TlvInfo")
 	}
+	// A write cut short leaves a bad CRC: edits refuse it, --force repairs.
+	nvmem := filepath.Join(mnt, "onie", "nvmem")
+	torn := readFile(t, nvmem)
+	torn[info.TLVs[0].Offset] ^= 0x20 // a letter of the product name changes case
+	if err := os.WriteFile(nvmem, torn, 0); err != nil {
+		t.Fatal(err)
+	}
+	wantContains(t, "tlv set on a bad CRC", mustFail(t, nv(t, "tlv", "-m", mnt, "onie", "set", "serial-number", "SN-1")), "CRC", "nothing written", "--force")
+	if !bytes.Equal(torn, readFile(t, nvmem)) {
+		t.Error("a refused tlv set changed the device")
+	}
+	mustOK(t, nv(t, "tlv", "-m", mnt, "onie", "--force", "set", "serial-number", "SN-20261125-7"))
+	wantContains(t, "tlv after the repair", mustOK(t, nv(t, "tlv", "-m", mnt, "onie")).stdout, "Checksum is valid")
+
 	// Errors change nothing.
 	before := readFile(t, filepath.Join(mnt, "onie", "nvmem"))
 	wantContains(t, "bad MAC", mustFail(t, nv(t, "tlv", "-m", mnt, "onie", "set", "mac-address", "00:11:22")), "mac")

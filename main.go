@@ -25,6 +25,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nvmemfs/nvmemfs/backends/at24"
 	"github.com/nvmemfs/nvmemfs/backends/spec"
 	"github.com/nvmemfs/nvmemfs/backends/sysfs"
 	"github.com/nvmemfs/nvmemfs/control"
@@ -78,6 +79,8 @@ func newApp() *cli.App {
 			},
 			{
 				Name: "attach", Usage: "attach devices to a running mount", ArgsUsage: "SPEC...",
+				Description: "SPEC is file:PATH, at24:BUS:ADDR or sysfs:NAME with options (docs/CLI.md, docs/HARDWARE.md).\n" +
+					"at24 chips: " + strings.Join(at24.ChipNames, " "),
 				Flags: []cli.Flag{mountFlag}, Action: requestCmd("attach"),
 			},
 			{
@@ -230,7 +233,7 @@ func serve(c *cli.Context, mnt string) (err error) {
 		once.Do(func() {
 			notifySystemd("STOPPING=1")
 			ctl.StopListening()
-			shutdownErr = errors.Join(reg.RemoveAll(), fsys.Unmount())
+			shutdownErr = errors.Join(reg.Close(), fsys.Unmount())
 		})
 		return shutdownErr
 	}

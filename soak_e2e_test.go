@@ -431,12 +431,6 @@ func (t *soakTally) fail(format string, args ...any) {
 	}
 }
 
-func (t *soakTally) failed() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.s.Failed
-}
-
 func (t *soakTally) merge(o soakStats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -144,6 +144,11 @@ func (s *Server) AttachSpec(sp *spec.Spec) (*nvcore.Device, error) {
 	}
 	s.mu.Lock()
 	s.sources[d] = sp
+	// Gone already (its hardware vanished at once): the removal event
+	// came before the entry, so forget it here.
+	if d.Gone() {
+		delete(s.sources, d)
+	}
 	s.mu.Unlock()
 	return d, nil
 }
@@ -217,22 +222,33 @@ func (s *Server) serve(conn *net.UnixConn) {
 }
 
 func (s *Server) allowed(conn *net.UnixConn) error {
-	raw, err := conn.SyscallConn()
+	uid, err := peerUID(conn)
 	if err != nil {
 		return err
 	}
-	var cred *unix.Ucred
-	var credErr error
-	raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if credErr != nil {
-		return credErr
-	}
-	if cred.Uid != 0 && int(cred.Uid) != s.uid {
+	if uid != 0 && uid != s.uid {
 		return fmt.Errorf("permission denied: only root and uid %d may control this mount", s.uid)
 	}
 	return nil
+}
+
+// peerUID is the user of the process at the other end of conn.
+func peerUID(conn *net.UnixConn) (int, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, credErr
+	}
+	return int(cred.Uid), nil
 }
 
 func (s *Server) handle(req Request) Response {
@@ -335,6 +351,10 @@ func (s *Server) List() []DeviceInfo {
 	return out
 }
 
+// callTimeout bounds a request: a detach waits for one provider chunk, an
+// attach reads a layout over a slow bus, neither for minutes.
+const callTimeout = 2 * time.Minute
+
 // Call sends req to the server mounted at mountpoint and returns its answer.
 func Call(mountpoint string, req Request) (*Response, error) {
 	name, err := SocketName(mountpoint)
@@ -346,6 +366,15 @@ func Call(mountpoint string, req Request) (*Response, error) {
 		return nil, fmt.Errorf("no nvmemfs server for %s (is it mounted? %v)", mountpoint, err)
 	}
 	defer conn.Close()
+	// Abstract socket names belong to whoever binds them first: talk only
+	// to a server run by root or by this user.
+	if uid, err := peerUID(conn); err != nil {
+		return nil, err
+	} else if uid != 0 && uid != os.Geteuid() {
+		return nil, fmt.Errorf("the socket of %s belongs to uid %d, not to an nvmemfs server of root or of this user", mountpoint, uid)
+	}
+	// A stuck server must not hang the caller (the udev hook above all).
+	conn.SetDeadline(time.Now().Add(callTimeout))
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return nil, err
 	}

@@ -128,7 +128,7 @@ func (n *cellsDir) forget(c *nvcore.Cell) {
 func (n *cellsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	cells, errno := n.cells()
 	if errno != 0 {
-		return nil, errno
+		return nil, syscall.ENOENT // a fresh lookup under a removed device
 	}
 	for _, c := range cells {
 		if cellFileName(c) != name {

@@ -33,6 +33,9 @@ func toErrno(err error) syscall.Errno {
 	if errors.As(err, &errno) && errno != 0 {
 		return errno
 	}
+	if errors.Is(err, nvcore.ErrProviderPanic) {
+		return syscall.EIO // logged, with its stack, where it was caught
+	}
 	slog.Error("provider failed", "err", err)
 	return syscall.EIO
 }

@@ -38,15 +38,16 @@ type FS struct {
 	server *fuse.Server
 	born   time.Time
 
-	// jobs carries tree changes that must notify the kernel to the notifier
-	// goroutine: a notify must never run inside a FUSE handler (DESIGN
-	// rule 5), and the registry's event callbacks may run anywhere.
-	jobs chan func()
-	// posted holds notifications queued from places that must not block,
-	// such as an event callback inside a FUSE handler (post).
+	// posted carries the tree changes that notify the kernel to the
+	// notifier goroutine: a notify must never run inside a FUSE handler,
+	// nor under a lock a handler may wait for (DESIGN rule 5), and the
+	// registry's event callbacks run under its event lock, sometimes
+	// inside a handler. So they post, and never wait.
 	postMu      sync.Mutex
 	posted      []func()
 	postWake    chan struct{} // capacity 1: pokes the notifier
+	stopped     bool          // the notifier is gone: post runs fn itself
+	quit        chan struct{}
 	served      chan struct{} // closed when the kernel has let go of the mount
 	stopOnce    sync.Once
 	unsubscribe func()
@@ -76,7 +77,7 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		reg:         reg,
 		dir:         dir,
 		born:        time.Now(),
-		jobs:        make(chan func(), 64),
+		quit:        make(chan struct{}),
 		postWake:    make(chan struct{}, 1),
 		served:      make(chan struct{}),
 		notifierEnd: make(chan struct{}),
@@ -166,38 +167,47 @@ func (f *FS) Unmount() error {
 }
 
 func (f *FS) stopNotifier() {
-	f.stopOnce.Do(func() { close(f.jobs) })
+	f.stopOnce.Do(func() { close(f.quit) })
 	<-f.notifierEnd
 }
 
 // notifier runs every tree change that tells the kernel something, one at a
-// time, outside any FUSE handler.
+// time, outside any FUSE handler. Stopping, it runs what is left.
 func (f *FS) notifier() {
 	defer close(f.notifierEnd)
 	for {
 		select {
-		case job, ok := <-f.jobs:
-			if !ok {
-				return
-			}
-			job()
 		case <-f.postWake:
-			f.postMu.Lock()
-			list := f.posted
-			f.posted = nil
-			f.postMu.Unlock()
-			for _, fn := range list {
-				fn()
-			}
+			f.runPosted(false)
+		case <-f.quit:
+			f.runPosted(true)
+			return
 		}
+	}
+}
+
+func (f *FS) runPosted(stop bool) {
+	f.postMu.Lock()
+	list := f.posted
+	f.posted = nil
+	f.stopped = f.stopped || stop
+	f.postMu.Unlock()
+	for _, fn := range list {
+		fn()
 	}
 }
 
 // post queues fn for the notifier goroutine without ever blocking: it may
 // be called inside a FUSE handler, where waiting for the notifier (which
 // may wait for the kernel, which may wait for that handler) would hang.
+// Once the notifier is gone (unmounted), fn runs on a goroutine of its own.
 func (f *FS) post(fn func()) {
 	f.postMu.Lock()
+	if f.stopped {
+		f.postMu.Unlock()
+		go fn()
+		return
+	}
 	f.posted = append(f.posted, fn)
 	f.postMu.Unlock()
 	select {
@@ -208,8 +218,8 @@ func (f *FS) post(fn func()) {
 
 // onEvent runs on the goroutine that registered or removed the device.
 // Adding touches only go-fuse's tree, so it runs here. Removal must notify
-// the kernel, so it runs on the notifier goroutine, and onEvent waits for it:
-// when Unregister returns, the device is out of the tree and out of the
+// the kernel, so it runs on the notifier goroutine, and Remove waits for it
+// (Event.Await): when Unregister returns, the device is out of the tree and out of the
 // kernel's caches.
 func (f *FS) onEvent(ev nvcore.Event) {
 	switch ev.Kind {
@@ -220,12 +230,16 @@ func (f *FS) onEvent(ev nvcore.Event) {
 			f.cellLeft(ev.Device, ev.Cell)
 		}
 	case nvcore.DeviceRemove:
+		// Waiting here, under the registry's event lock, could hang: a
+		// handler of cells/ may hold the kernel's directory lock the
+		// notify needs while it waits for the event lock. Remove waits
+		// once it has let go of the lock.
 		done := make(chan struct{})
-		f.jobs <- func() {
+		f.post(func() {
 			defer close(done)
 			f.removeDevice(ev.Device)
-		}
-		<-done
+		})
+		ev.Await(func() { <-done })
 	}
 }
 

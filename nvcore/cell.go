@@ -124,6 +124,10 @@ func (c *Cell) Write(v []byte) error {
 		if hasBitsAbove(v, ci.NBits) {
 			return fmt.Errorf("%w: cell %s: value has bits set beyond its %d bits", ErrInvalid, ci.Name, ci.NBits)
 		}
+		// Two bit fields may share a byte: their read-modify-writes take
+		// turns, or one would write back the other's old bits.
+		c.dev.rmwMu.Lock()
+		defer c.dev.rmwMu.Unlock()
 		raw := make([]byte, ci.Bytes)
 		if err := c.dev.readRaw(raw, ci.Offset); err != nil {
 			return fmt.Errorf("cell %s: %w", ci.Name, err)

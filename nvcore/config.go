@@ -205,7 +205,7 @@ func (c CellInfo) Validate(size int64, wordSize, stride int) error {
 		return fmt.Errorf("%w: %s: offset not a multiple of the stride %d", ErrInvalid, where, stride)
 	case c.Bytes%wordSize != 0:
 		return fmt.Errorf("%w: %s: %d bytes is not a multiple of the word size %d", ErrInvalid, where, c.Bytes, wordSize)
-	case c.Offset+int64(c.Bytes) > size:
+	case c.Offset > size || int64(c.Bytes) > size-c.Offset:
 		return fmt.Errorf("%w: %s: %d bytes reach past the end of the device (size %#x)", ErrInvalid, where, c.Bytes, size)
 	}
 	if c.NBits == 0 && c.BitOffset == 0 {

@@ -54,6 +54,8 @@ type Device struct {
 	// deassert-write-assert sequences of concurrent writers apart.
 	wp   WriteProtect
 	wpMu sync.Mutex
+	// rmwMu keeps bit-field writes (read, modify, write) apart.
+	rmwMu sync.Mutex
 
 	// The provider and its optional faces. Read only inside a read section
 	// after checking gone; never written after registration.
@@ -531,7 +533,7 @@ func (d *Device) call(fn func() error) (err error) {
 	tok := d.srcu.Lock()
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %s: provider panic: %v", ErrIO, d.name, r)
+			err = fmt.Errorf("%w: %s: %v", ErrProviderPanic, d.name, r)
 			slog.Error("provider panic", "device", d.name, "panic", r, "stack", string(debug.Stack()))
 		}
 		d.srcu.Unlock(tok)

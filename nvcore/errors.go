@@ -1,6 +1,9 @@
 package nvcore
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Callers test them with errors.Is; the core wraps them with
 // context (which device, which offset) using %w. The FUSE layer maps each to
@@ -26,4 +29,7 @@ var (
 	// ErrIO: the provider failed in a way that has no errno of its own, such
 	// as a short transfer or a panic (EIO).
 	ErrIO = errors.New("input/output error")
+	// ErrProviderPanic: the provider panicked. It is an ErrIO; the core has
+	// logged the panic with its stack where it caught it.
+	ErrProviderPanic = fmt.Errorf("%w: provider panic", ErrIO)
 )

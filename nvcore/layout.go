@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 )
 
 // Layout finds cells in a device's content, as the kernel's nvmem layouts
@@ -70,6 +71,13 @@ func (d *Device) parseLayout() ([]CellInfo, error) {
 		kept = append(kept, ci)
 	}
 	return kept, errors.Join(problems...)
+}
+
+// ioFailure tells an error of reading the memory (an errno, a short or
+// failed transfer) from one of its content (a bad CRC, a missing header).
+func ioFailure(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) || errors.Is(err, ErrIO) || errors.Is(err, ErrNotSupported)
 }
 
 // cellKey is what tells cells apart: their file name in cells/.
@@ -148,6 +156,15 @@ func (d *Device) RefreshCells() error {
 	infos, parseErr := d.parseLayout()
 	if errors.Is(parseErr, ErrNoDevice) {
 		return parseErr
+	}
+	if infos == nil && ioFailure(parseErr) {
+		// The memory could not be read (a bus timeout): that says nothing
+		// of the content. Keep the cells, say why, and try again next time.
+		d.stale.Store(true)
+		d.cellsMu.Lock()
+		d.layoutErr = parseErr
+		d.cellsMu.Unlock()
+		return nil
 	}
 
 	d.reg.eventMu.Lock()

@@ -42,6 +42,19 @@ type Event struct {
 	Kind   EventKind
 	Device *Device
 	Cell   *Cell
+
+	awaits *[]func() // where Await puts its waits; nil when nobody waits
+}
+
+// Await asks the goroutine that publishes the event to call wait before
+// Register or Remove returns, once it has let go of the event lock. A
+// subscriber that hands work to another goroutine uses it to make the
+// caller wait for that work without waiting under the lock. Events of
+// RefreshCells have no one to wait: wait is not called for them.
+func (e Event) Await(wait func()) {
+	if e.awaits != nil {
+		*e.awaits = append(*e.awaits, wait)
+	}
 }
 
 // Registry holds the registered devices by name.
@@ -52,6 +65,7 @@ type Event struct {
 type Registry struct {
 	mu      sync.Mutex
 	devices map[string]*Device
+	closed  bool
 
 	eventMu sync.Mutex
 	subs    []*subscription
@@ -98,18 +112,25 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 	// it reads the provider, which may be slow. The name is checked again
 	// below, under the lock.
 	d := newDevice(cfg.Name, cfg, p)
-	d.reg = r
 	d.initLayout()
 
 	r.eventMu.Lock()
 	defer r.eventMu.Unlock()
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: the registry is closed", ErrNoDevice)
+	}
 	if d.name == "" {
 		d.name = r.freeNameLocked()
 	} else if _, taken := r.devices[d.name]; taken {
 		r.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrExist, d.name)
 	}
+	// Only a published device belongs to the registry: hardware that
+	// vanishes while the layout parses removes nothing half-made (the
+	// next call on the device finds it gone again).
+	d.reg = r
 	r.devices[d.name] = d
 	r.mu.Unlock()
 
@@ -118,7 +139,11 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 		r.publishLocked(Event{Kind: CellAdd, Device: d, Cell: c})
 	}
 	if gn, ok := p.(GoneNotifier); ok {
-		gn.NotifyGone(func() { d.hardwareGone(fmt.Errorf("%w: the provider reports its hardware gone", ErrNoDevice)) })
+		// Inside a read section: a detach may already be under way.
+		d.call(func() error {
+			gn.NotifyGone(func() { d.hardwareGone(fmt.Errorf("%w: the provider reports its hardware gone", ErrNoDevice)) })
+			return nil
+		})
 	}
 	return d, nil
 }
@@ -166,21 +191,34 @@ func (r *Registry) Remove(d *Device) error {
 		closeErr = errors.Join(closeErr, c.Close())
 	}
 
+	var awaits []func()
 	r.eventMu.Lock()
-	defer r.eventMu.Unlock()
 	r.mu.Lock()
 	if r.devices[d.name] == d {
 		delete(r.devices, d.name)
 	}
 	r.mu.Unlock()
 	for _, c := range slices.Backward(d.Cells()) {
-		r.publishLocked(Event{Kind: CellRemove, Device: d, Cell: c})
+		r.publishLocked(Event{Kind: CellRemove, Device: d, Cell: c, awaits: &awaits})
 	}
-	r.publishLocked(Event{Kind: DeviceRemove, Device: d})
+	r.publishLocked(Event{Kind: DeviceRemove, Device: d, awaits: &awaits})
+	r.eventMu.Unlock()
+	for _, wait := range awaits {
+		wait()
+	}
 	if closeErr != nil {
 		return fmt.Errorf("%s: removed, but closing the provider failed: %w", d.name, closeErr)
 	}
 	return nil
+}
+
+// Close refuses every later Register, then removes every device: nothing
+// attached while a server shuts down is left open.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	return r.RemoveAll()
 }
 
 // RemoveAll removes every device, one after another, and joins their errors.

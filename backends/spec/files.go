@@ -16,7 +16,8 @@ import (
 func ReadCellsFile(path string) ([]nvcore.CellInfo, []int, error) {
 	var cells []nvcore.CellInfo
 	var lines []int
-	err := eachLine(path, func(line int, words []string) error {
+	err := eachLine(path, func(line int, text string) error {
+		words := strings.Fields(text)
 		if len(words) != 3 && len(words) != 5 {
 			return fmt.Errorf("want NAME OFFSET BYTES [BIT_OFFSET NBITS], got %d words", len(words))
 		}
@@ -58,11 +59,10 @@ func ReadConfigFile(path string) ([]*Spec, error) {
 		return nil, err
 	}
 	var specs []*Spec
-	err = eachLine(abs, func(line int, words []string) error {
-		if len(words) != 1 {
-			return fmt.Errorf("want one SPEC a line, without spaces")
-		}
-		s, err := Parse(words[0], filepath.Dir(abs))
+	// The whole line is the SPEC: an I2C adapter's name may hold spaces
+	// ("i2c-tiny-usb at bus 001 device 005").
+	err = eachLine(abs, func(line int, text string) error {
+		s, err := Parse(text, filepath.Dir(abs))
 		if err != nil {
 			return err
 		}
@@ -72,9 +72,9 @@ func ReadConfigFile(path string) ([]*Spec, error) {
 	return specs, err
 }
 
-// eachLine calls fn with the words of every line that has any once comments
-// are cut, and prefixes fn's errors with FILE:LINE.
-func eachLine(path string, fn func(line int, words []string) error) error {
+// eachLine calls fn with the text of every line that has any once comments
+// are cut, trimmed, and prefixes fn's errors with FILE:LINE.
+func eachLine(path string, fn func(line int, text string) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -83,11 +83,11 @@ func eachLine(path string, fn func(line int, words []string) error) error {
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		text, _, _ := strings.Cut(sc.Text(), "#")
-		words := strings.Fields(text)
-		if len(words) == 0 {
+		text = strings.TrimSpace(text)
+		if text == "" {
 			continue
 		}
-		if err := fn(n, words); err != nil {
+		if err := fn(n, text); err != nil {
 			return fmt.Errorf("%s:%d: %w", path, n, err)
 		}
 	}

@@ -104,3 +104,14 @@ func TestAttachSysfs(t *testing.T) {
 		t.Errorf("missing kernel device: %v", err)
 	}
 }
+
+// TestConfigAdapterName: a config line is one SPEC, spaces and all, so an
+// I2C adapter can be named as the kernel names it.
+func TestConfigAdapterName(t *testing.T) {
+	dir := t.TempDir()
+	conf := write(t, dir, "n.conf", "  at24:i2c-tiny-usb at bus 001 device 005:0x50,chip=24c256,name=board   # the bridge\n")
+	specs, err := ReadConfigFile(conf)
+	if err != nil || len(specs) != 1 || specs[0].Bus != "i2c-tiny-usb at bus 001 device 005" || specs[0].Config.Name != "board" {
+		t.Fatalf("specs %+v, %v", specs, err)
+	}
+}

@@ -340,11 +340,14 @@ func (s *Spec) openAT24() (nvcore.Provider, error) {
 	}
 	o := s.AT24
 	o.ReadOnly = s.Config.ReadOnly
-	p, err := at24.Open(bus, s.Addr, o) // owns the bus from here, even on error
+	p, err := at24.Open(bus, s.Addr, o) // owns the bus once it succeeds
 	if err != nil {
+		bus.Close()
 		return nil, err
 	}
-	s.Hardware = fmt.Sprintf("i2c-%d", bus.Number())
+	if bus.Number() >= 0 {
+		s.Hardware = fmt.Sprintf("i2c-%d", bus.Number())
+	}
 	return p, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/nvmemfs/nvmemfs/nvcore"
 )
@@ -33,7 +34,7 @@ func New(name string, env EnvConfig) (nvcore.Layout, error) {
 		env.Redundant = true
 		return UBootEnv{Config: env}, nil
 	case "auto":
-		return Auto{Env: env}, nil
+		return &Auto{Env: env}, nil
 	}
 	return nil, fmt.Errorf("%w: unknown layout %q (known: %s)", nvcore.ErrInvalid, name, strings.Join(Names, ", "))
 }
@@ -56,14 +57,20 @@ type Auto struct {
 	// Env is used when the content is a U-Boot environment; its Size, when
 	// not zero, is tried first.
 	Env EnvConfig
+
+	// last is the layout found at the previous parse, tried first: a
+	// U-Boot environment is found by checksumming candidate sizes over the
+	// whole device, seconds of bus time on an EEPROM.
+	mu   sync.Mutex
+	last nvcore.Layout
 }
 
 // Name is "auto".
-func (Auto) Name() string { return "auto" }
+func (*Auto) Name() string { return "auto" }
 
 // Detect returns the layout that parses the content, or an error that says
 // what each candidate found wrong.
-func (a Auto) Detect(r io.ReaderAt, size int64) (nvcore.Layout, error) {
+func (a *Auto) Detect(r io.ReaderAt, size int64) (nvcore.Layout, error) {
 	head := make([]byte, min(size, 24))
 	if _, err := r.ReadAt(head, 0); err != nil && err != io.EOF {
 		return nil, err
@@ -90,11 +97,22 @@ func (a Auto) Detect(r io.ReaderAt, size int64) (nvcore.Layout, error) {
 	return nil, errors.New("auto: no known layout: no TlvInfo header, no sl28 VPD block, no U-Boot environment with a matching CRC")
 }
 
-// Cells detects the layout and lets it parse.
-func (a Auto) Cells(r io.ReaderAt, size int64) ([]nvcore.CellInfo, error) {
+// Cells lets the layout found last parse, or detects the layout anew.
+func (a *Auto) Cells(r io.ReaderAt, size int64) ([]nvcore.CellInfo, error) {
+	a.mu.Lock()
+	last := a.last
+	a.mu.Unlock()
+	if last != nil {
+		if cells, err := last.Cells(r, size); err == nil {
+			return cells, nil
+		}
+	}
 	l, err := a.Detect(r, size)
 	if err != nil {
 		return nil, err
 	}
+	a.mu.Lock()
+	a.last = l
+	a.mu.Unlock()
 	return l.Cells(r, size)
 }

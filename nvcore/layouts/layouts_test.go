@@ -38,13 +38,13 @@ func TestAuto(t *testing.T) {
 		{"single env", pad(envCopy(0x1000, false, 0, 0, "bootdelay=3", "ethaddr=00:11:22:33:44:55"), 0x4000, 0xff), []string{"bootdelay/u-boot-env", "ethaddr/u-boot-env"}},
 		{"redundant env, newer second copy", redundant, []string{"a/u-boot-env-redundant", "b/u-boot-env-redundant"}},
 	} {
-		cells, err := Auto{}.Cells(bytes.NewReader(c.data), int64(len(c.data)))
+		cells, err := (&Auto{}).Cells(bytes.NewReader(c.data), int64(len(c.data)))
 		if err != nil || !slices.Equal(cellNames(cells), c.want) {
 			t.Errorf("%s: cells %q, %v; want %q", c.name, cellNames(cells), err, c.want)
 		}
 	}
 
-	_, err := Auto{}.Cells(bytes.NewReader(bytes.Repeat([]byte{0x5a}, 512)), 512)
+	_, err := (&Auto{}).Cells(bytes.NewReader(bytes.Repeat([]byte{0x5a}, 512)), 512)
 	if err == nil || !strings.Contains(err.Error(), "no known layout") {
 		t.Errorf("garbage: %v", err)
 	}
@@ -52,12 +52,12 @@ func TestAuto(t *testing.T) {
 	// "no known layout": the message says what is wrong with it.
 	bad := pad(onie, 256, 0xff)
 	bad[0x10] ^= 1
-	if _, err := (Auto{}).Cells(bytes.NewReader(bad), 256); err == nil || !strings.Contains(err.Error(), "CRC") {
+	if _, err := (&Auto{}).Cells(bytes.NewReader(bad), 256); err == nil || !strings.Contains(err.Error(), "CRC") {
 		t.Errorf("ONIE with a bad CRC: %v", err)
 	}
 	// The env-size option is tried first.
 	env := pad(envCopy(0x800, false, 0, 0xff, "x=1"), 0x800, 0xff)
-	if l, err := (Auto{Env: EnvConfig{Size: 0x800}}).Detect(bytes.NewReader(env), 0x800); err != nil || l.Name() != "u-boot-env" {
+	if l, err := (&Auto{Env: EnvConfig{Size: 0x800}}).Detect(bytes.NewReader(env), 0x800); err != nil || l.Name() != "u-boot-env" {
 		t.Errorf("auto with env-size: %v, %v", l, err)
 	}
 }
