@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -144,4 +145,58 @@ func TestCellsFollowContent(t *testing.T) {
 	if got, err := os.ReadFile(m.path("lay", "cells", "c0@1,0")); err != nil || string(got) != "a" {
 		t.Errorf("c0 through its path: %q, %v", got, err)
 	}
+}
+
+// TestRemovalWhileCellsChange: devices come and go while another device's
+// cells change under writers and listers. A removal must never wait for the
+// kernel under the lock a cells/ lookup waits for (that hangs for good), so
+// everything finishes within its bound.
+func TestRemovalWhileCellsChange(t *testing.T) {
+	m := mountTest(t)
+	data := make([]byte, 64)
+	data[0] = 3
+	m.attach(t, nvcore.Config{Name: "lay", Layout: countLayout{}}, data)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var workers sync.WaitGroup
+	for w := range 3 {
+		workers.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				switch w {
+				case 0: // the layout's content changes
+					if f, err := os.OpenFile(m.path("lay", "nvmem"), os.O_WRONLY, 0); err == nil {
+						f.WriteAt([]byte{byte(i % 5)}, 0)
+						f.Close()
+					}
+				default: // cells/ is listed and its names looked up
+					entries, _ := os.ReadDir(m.path("lay", "cells"))
+					for _, e := range entries {
+						os.ReadFile(m.path("lay", "cells", e.Name()))
+					}
+				}
+			}
+		})
+	}
+	go func() {
+		defer close(done)
+		for range 100 {
+			d, _ := m.attach(t, nvcore.Config{Name: "churn", Cells: []nvcore.CellInfo{{Name: "x", Offset: 0, Bytes: 2}}}, make([]byte, 16))
+			os.ReadDir(m.path("churn", "cells"))
+			if err := m.reg.Remove(d); err != nil {
+				t.Errorf("remove: %v", err)
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("attach/detach cycles hung while cells changed:\n%s", stackDump())
+	}
+	close(stop)
+	workers.Wait()
 }
