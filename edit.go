@@ -109,6 +109,32 @@ func (t *target) open(write bool) (*os.File, int64, error) {
 	return f, fi.Size(), nil
 }
 
+// openEdit reads the arguments of env and tlv, DEVICE [set KEY VALUE |
+// REMOVE KEY], and opens the device, for writing when they edit.
+func openEdit(c *cli.Context, key, remove string) (*target, *os.File, int64, []string, error) {
+	name := c.Command.Name
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return nil, nil, 0, nil, fmt.Errorf("%s: want DEVICE", name)
+	}
+	op := args[1:]
+	switch {
+	case len(op) == 0:
+	case op[0] == "set" && len(op) == 3, op[0] == remove && len(op) == 2:
+	default:
+		return nil, nil, 0, nil, fmt.Errorf("%s: want DEVICE, DEVICE set %s VALUE, or DEVICE %s %s; got %q", name, key, remove, key, strings.Join(op, " "))
+	}
+	t, err := findTarget(c, args[0])
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	f, size, err := t.open(len(op) > 0)
+	if err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, f, size, op, nil
+}
+
 // envConfig settles the environment's geometry: the command's flags first,
 // then the SPEC the device was attached with, then the content itself.
 func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.EnvConfig, error) {
@@ -155,27 +181,12 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 }
 
 func envCmd(c *cli.Context) error {
-	args := c.Args().Slice()
-	if len(args) == 0 {
-		return errors.New("env: want DEVICE")
-	}
-	t, err := findTarget(c, args[0])
+	t, f, size, op, err := openEdit(c, "NAME", "unset")
 	if err != nil {
 		return err
 	}
-	op := args[1:]
-	write := len(op) > 0
-	switch {
-	case !write:
-	case op[0] == "set" && len(op) == 3, op[0] == "unset" && len(op) == 2:
-	default:
-		return fmt.Errorf("env: want DEVICE, DEVICE set NAME VALUE, or DEVICE unset NAME; got %q", strings.Join(op, " "))
-	}
-	f, size, err := t.open(write)
-	if err != nil {
-		return fmt.Errorf("env: %w", err)
-	}
 	defer f.Close()
+	write := len(op) > 0
 	cfg, err := envConfig(c, t, f, size)
 	if err != nil {
 		return err
@@ -209,27 +220,12 @@ func envCmd(c *cli.Context) error {
 }
 
 func tlvCmd(c *cli.Context) error {
-	args := c.Args().Slice()
-	if len(args) == 0 {
-		return errors.New("tlv: want DEVICE")
-	}
-	t, err := findTarget(c, args[0])
+	_, f, size, op, err := openEdit(c, "CODE", "delete")
 	if err != nil {
 		return err
 	}
-	op := args[1:]
-	write := len(op) > 0
-	switch {
-	case !write:
-	case op[0] == "set" && len(op) == 3, op[0] == "delete" && len(op) == 2:
-	default:
-		return fmt.Errorf("tlv: want DEVICE, DEVICE set CODE VALUE, or DEVICE delete CODE; got %q", strings.Join(op, " "))
-	}
-	f, size, err := t.open(write)
-	if err != nil {
-		return fmt.Errorf("tlv: %w", err)
-	}
 	defer f.Close()
+	write := len(op) > 0
 	old := make([]byte, min(size, tlvMaxSize))
 	if _, err := f.ReadAt(old, 0); err != nil && err != io.EOF {
 		return fmt.Errorf("tlv: %w", err)
