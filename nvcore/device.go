@@ -56,6 +56,10 @@ type Device struct {
 	wpMu sync.Mutex
 	// rmwMu keeps bit-field writes (read, modify, write) apart.
 	rmwMu sync.Mutex
+	// exclusive: the provider serves one call at a time (Exclusive), and
+	// callers queue on turn outside their read sections.
+	exclusive bool
+	turn      sync.Mutex
 
 	// The provider and its optional faces. Read only inside a read section
 	// after checking gone; never written after registration.
@@ -90,6 +94,7 @@ func newDevice(name string, cfg Config, p Provider) *Device {
 	d.readOnly = cfg.ReadOnly || d.writer == nil
 	d.forceRO.Store(d.readOnly)
 	d.mode = fileMode(d.rootOnly, d.readOnly, d.reader != nil, d.writer != nil)
+	_, d.exclusive = p.(Exclusive)
 	d.wp = cfg.WriteProtect
 	d.declared = append([]CellInfo(nil), cfg.Cells...)
 	d.layout = cfg.Layout
@@ -530,6 +535,10 @@ func (d *Device) readProvidedCell(ci CellInfo) ([]byte, error) {
 // the section open forever (which would hang removal). An error saying the
 // hardware is gone starts the device's removal (DESIGN rule 7).
 func (d *Device) call(fn func() error) (err error) {
+	if d.exclusive {
+		d.turn.Lock()
+		defer d.turn.Unlock()
+	}
 	tok := d.srcu.Lock()
 	defer func() {
 		if r := recover(); r != nil {

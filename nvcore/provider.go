@@ -31,6 +31,14 @@ type WriteTransferSizer interface {
 	WriteTransferSize() int
 }
 
+// Exclusive is implemented by providers that serve one call at a time,
+// such as an EEPROM behind one I2C bus. The core then queues callers before
+// their read section, not inside it, so that a removal waits for the one
+// transfer under way and not for every caller queued behind it.
+type Exclusive interface {
+	Exclusive()
+}
+
 // GoneNotifier is implemented by providers that learn by themselves that
 // their hardware went away (a kernel device that vanished from sysfs). The
 // registry calls NotifyGone once, at registration; the provider calls gone

@@ -373,3 +373,11 @@ func (r *ReadOnlyEEPROM) ReadAt(p []byte, off int64) (int, error) { return r.e.R
 
 // Close closes the bus.
 func (r *ReadOnlyEEPROM) Close() error { return r.e.Close() }
+
+// Exclusive tells the core that one transfer at a time reaches the chip,
+// so callers queue before their read section and a removal waits for one
+// chunk only.
+func (e *EEPROM) Exclusive() {}
+
+// Exclusive: as EEPROM's.
+func (r *ReadOnlyEEPROM) Exclusive() {}
