@@ -74,17 +74,26 @@ func at24SignalTransfer(bus *at24test.Bus, n int64) <-chan struct{} {
 func TestAt24DdCmp(t *testing.T) {
 	dd, errDD := exec.LookPath("dd")
 	cmp, errCmp := exec.LookPath("cmp")
-	cases := []struct {
-		chip     string
-		pageSize int
-	}{
-		{"24c02", 8},
-		{"24c256", 64},
+	// Every chip size with its typical page; two of them with a write
+	// cycle to wait out, the others without one (to keep the run short:
+	// write-cycle polling has tests of its own).
+	type tcase struct {
+		chip       string
+		pageSize   int
+		writeCycle time.Duration
+	}
+	cases := []tcase{{"24c02", 8, 200 * time.Microsecond}, {"24c256", 64, 200 * time.Microsecond}}
+	for _, name := range []string{"24c00", "24c01", "24c04", "24c08", "24c16", "24c32", "24c64", "24c128", "24c512", "24c1024", "24c2048"} {
+		c, err := at24.LookupChip(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, tcase{name, max(c.PageSize, 1), -1})
 	}
 	for _, tc := range cases {
 		t.Run(tc.chip, func(t *testing.T) {
 			m := mountTest(t)
-			d, bus := m.at24Attach(t, "ee", tc.chip, tc.pageSize, 0, 200*time.Microsecond)
+			d, bus := m.at24Attach(t, "ee", tc.chip, tc.pageSize, 0, tc.writeCycle)
 			size := int(d.Size())
 			nvmem := m.path("ee", "nvmem")
 			if st, err := os.Stat(nvmem); err != nil || st.Size() != int64(size) || st.Mode().Perm() != 0o644 {
