@@ -240,7 +240,7 @@ func cellMode(c *nvcore.Cell) uint32 {
 
 // cellFileName is the kernel's <name>@<off>,<bit>, in lowercase hex.
 func cellFileName(c *nvcore.Cell) string {
-	return fmt.Sprintf("%s@%x,%x", c.Name(), c.Offset(), c.BitOffset())
+	return c.Info().FileName()
 }
 
 func (c *cellFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

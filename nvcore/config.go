@@ -167,11 +167,6 @@ func (cfg *Config) validate(size int64) error {
 		}
 		prevEnd = k.End
 	}
-	type cellKey struct {
-		name      string
-		off       int64
-		bitOffset int
-	}
 	seen := make(map[cellKey]bool, len(cfg.Cells))
 	for i, c := range cfg.Cells {
 		if err := c.Validate(size, cfg.WordSize, cfg.Stride); err != nil {
@@ -179,13 +174,19 @@ func (cfg *Config) validate(size int64) error {
 		}
 		// The cell's file is named <name>@<off>,<bit>: two cells that agree
 		// on all three would hide one another.
-		k := cellKey{c.Name, c.Offset, c.BitOffset}
+		k := keyOf(&c)
 		if seen[k] {
 			return fmt.Errorf("cell %d: %w: %q at %#x bit %d declared twice", i+1, ErrInvalid, c.Name, c.Offset, c.BitOffset)
 		}
 		seen[k] = true
 	}
 	return nil
+}
+
+// FileName is the name of the cell's file, as the kernel's sysfs gives
+// it: <name>@<offset>,<bit offset>, in lowercase hex without 0x.
+func (c CellInfo) FileName() string {
+	return fmt.Sprintf("%s@%x,%x", c.Name, c.Offset, c.BitOffset)
 }
 
 // Validate checks the cell against a device of the given size, word size and

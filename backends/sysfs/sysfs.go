@@ -395,9 +395,7 @@ func parseHex(s string, bits int) (uint64, bool) {
 }
 
 // cellFileName is the kernel's name of the cell's file.
-func cellFileName(ci nvcore.CellInfo) string {
-	return fmt.Sprintf("%s@%x,%x", ci.Name, ci.Offset, ci.BitOffset)
-}
+func cellFileName(ci nvcore.CellInfo) string { return ci.FileName() }
 
 func (m *mirror) config() nvcore.Config {
 	c := m.cfg
