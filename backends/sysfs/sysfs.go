@@ -458,6 +458,17 @@ func (e *driverError) As(target any) bool {
 
 func (m *mirror) readAt(p []byte, off int64) (int, error) {
 	n, err := m.io.ReadAt(p, off)
+	if errors.Is(err, syscall.EACCES) {
+		// A read on a descriptor already open is not refused for
+		// permission: the driver is going (at24 answers EACCES once its
+		// remove has turned runtime PM off, before its nvmem device is
+		// unregistered). The read in flight failed: EIO, or ENODEV once
+		// the device is gone.
+		if m.gone() {
+			return n, fmt.Errorf("sysfs: %s: the kernel device is gone: %w (was: %v)", m.name, syscall.ENODEV, err)
+		}
+		return n, fmt.Errorf("%w: sysfs: %s: the driver refused the read (%v): it is unbinding", nvcore.ErrIO, m.name, err)
+	}
 	return n, m.check(err)
 }
 
