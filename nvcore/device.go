@@ -63,9 +63,11 @@ type Device struct {
 
 	// The provider and its optional faces. Read only inside a read section
 	// after checking gone; never written after registration.
-	provider Provider
-	reader   io.ReaderAt
-	writer   io.WriterAt
+	provider   Provider
+	reader     io.ReaderAt
+	writer     io.WriterAt
+	syncer     Syncer
+	cellReader CellReader
 }
 
 func newDevice(name string, cfg Config, p Provider) *Device {
@@ -84,6 +86,8 @@ func newDevice(name string, cfg Config, p Provider) *Device {
 	}
 	d.reader, _ = p.(io.ReaderAt)
 	d.writer, _ = p.(io.WriterAt)
+	d.syncer, _ = p.(Syncer)
+	d.cellReader, _ = p.(CellReader)
 	if ts, ok := p.(TransferSizer); ok && ts.TransferSize() > 0 {
 		d.xfer = ts.TransferSize()
 	}
@@ -367,14 +371,13 @@ func (d *Device) readExact(p []byte, off int64) error {
 // Sync makes the writes that have returned durable, if the provider buffers
 // them; otherwise it does nothing.
 func (d *Device) Sync() error {
-	s, ok := d.provider.(Syncer)
-	if !ok {
+	if d.syncer == nil {
 		if d.gone.Load() {
 			return d.errGone()
 		}
 		return nil
 	}
-	return d.call(func() error { return s.Sync() })
+	return d.call(func() error { return d.syncer.Sync() })
 }
 
 // readRaw reads len(p) bytes at off for the core's own use (cells, layout
@@ -517,14 +520,13 @@ func (d *Device) writeProvider(p []byte, off int64) error {
 
 // readProvidedCell asks the provider for a cell it reads itself.
 func (d *Device) readProvidedCell(ci CellInfo) ([]byte, error) {
-	cr, ok := d.provider.(CellReader)
-	if !ok {
+	if d.cellReader == nil {
 		return nil, fmt.Errorf("%w: %s: the provider reads no cells", ErrNotSupported, d.name)
 	}
 	var v []byte
 	err := d.call(func() error {
 		var err error
-		v, err = cr.ReadCell(ci)
+		v, err = d.cellReader.ReadCell(ci)
 		return err
 	})
 	return v, err

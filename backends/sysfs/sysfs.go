@@ -394,9 +394,6 @@ func parseHex(s string, bits int) (uint64, bool) {
 	return v, err == nil && strconv.FormatUint(v, 16) == s
 }
 
-// cellFileName is the kernel's name of the cell's file.
-func cellFileName(ci nvcore.CellInfo) string { return ci.FileName() }
-
 func (m *mirror) config() nvcore.Config {
 	c := m.cfg
 	c.Cells = slices.Clone(m.cfg.Cells)
@@ -482,7 +479,7 @@ func (m *mirror) readCell(ci nvcore.CellInfo) ([]byte, error) {
 	if ci.Name == "" || ci.Name == "." || ci.Name == ".." || strings.ContainsAny(ci.Name, "/\x00") {
 		return nil, fmt.Errorf("%w: sysfs: cell name %q", nvcore.ErrInvalid, ci.Name)
 	}
-	path := filepath.Join(m.dir, "cells", cellFileName(ci))
+	path := filepath.Join(m.dir, "cells", ci.FileName())
 	b, err := os.ReadFile(path)
 	if err == nil {
 		return b, nil

@@ -109,7 +109,7 @@ func mirrorOf(t *testing.T, p nvcore.Provider) *mirror {
 func cellNames(cells []nvcore.CellInfo) []string {
 	var names []string
 	for _, c := range cells {
-		names = append(names, cellFileName(c))
+		names = append(names, c.FileName())
 	}
 	return names
 }
