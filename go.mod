@@ -3,7 +3,7 @@ module github.com/nvmemfs/nvmemfs
 go 1.26.8
 
 require (
-	github.com/hanwen/go-fuse/v2 v2.12.1
+	github.com/hanwen/go-fuse/v2 v2.11.0
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.50.0
 	periph.io/x/conn/v3 v3.7.3

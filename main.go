@@ -24,6 +24,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/nvmemfs/nvmemfs/backends/at24"
 	"github.com/nvmemfs/nvmemfs/backends/spec"
@@ -295,10 +296,10 @@ func setupLog(path string, background bool) error {
 	if background {
 		devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 		if err == nil {
-			syscall.Dup2(int(devNull.Fd()), 0)
-			syscall.Dup2(int(devNull.Fd()), 1)
+			unix.Dup2(int(devNull.Fd()), 0)
+			unix.Dup2(int(devNull.Fd()), 1)
 			if path == "" {
-				syscall.Dup2(int(devNull.Fd()), 2)
+				unix.Dup2(int(devNull.Fd()), 2)
 			}
 		}
 	}

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // options are the harness's flags.
@@ -180,9 +182,9 @@ func machine() Machine {
 			}
 		}
 	}
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		m.Kernel = utsString(u.Release[:])
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	m.LoadAvg = loadAvg()
 	m.CPUPressure = cpuPressure()
@@ -211,17 +213,6 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-func utsString(b []int8) string {
-	var s []byte
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s = append(s, byte(c))
-	}
-	return string(s)
 }
 
 func parseInts(s string) ([]int, error) {
