@@ -80,7 +80,7 @@ func open(o Options) (*Image, error) {
 		err = fmt.Errorf("image %s is empty", o.Path)
 	case o.Offset >= total:
 		err = fmt.Errorf("image %s: offset %#x is past its end (%#x bytes)", o.Path, o.Offset, total)
-	case o.Offset+size > total:
+	case size > total-o.Offset: // not o.Offset+size, which a huge size overflows
 		err = fmt.Errorf("image %s: window %#x+%#x reaches past its end (%#x bytes)", o.Path, o.Offset, size, total)
 	}
 	if err != nil {
@@ -111,7 +111,7 @@ func (i *Image) Size() int64 { return i.size }
 
 // ReadAt reads from the window.
 func (i *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > i.size {
+	if !i.inside(len(p), off) {
 		return 0, fmt.Errorf("%w: read of %d bytes at %#x outside the window", os.ErrInvalid, len(p), off)
 	}
 	return i.f.ReadAt(p, i.offset+off)
@@ -119,11 +119,17 @@ func (i *Image) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes to the window; the image sees the bytes when it returns.
 func (i *Image) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > i.size {
+	if !i.inside(len(p), off) {
 		return 0, fmt.Errorf("%w: write of %d bytes at %#x outside the window", os.ErrInvalid, len(p), off)
 	}
 	i.dirty.Store(true)
 	return i.f.WriteAt(p, i.offset+off)
+}
+
+// inside reports whether n bytes at off lie in the window. It never adds
+// off and n, which a large off would overflow.
+func (i *Image) inside(n int, off int64) bool {
+	return off >= 0 && off <= i.size && int64(n) <= i.size-off
 }
 
 // Sync flushes the image to stable storage.
