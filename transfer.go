@@ -83,18 +83,48 @@ func copyRange(w io.WriterAt, r io.ReaderAt, n int64, p *progress) error {
 	buf := make([]byte, transferChunk)
 	for off := int64(0); off < n; {
 		chunk := buf[:min(int64(len(buf)), n-off)]
-		got, err := r.ReadAt(chunk, off)
-		if got < len(chunk) {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("read at %#x: %w", off+int64(got), err)
+		if err := readChunk(r, chunk, off); err != nil {
+			return err
 		}
 		if _, err := w.WriteAt(chunk, off); err != nil {
 			return fmt.Errorf("write at %#x: %w", off, err)
 		}
 		off += int64(len(chunk))
 		p.update(off)
+	}
+	return nil
+}
+
+// verifyRange reads n bytes of got and of want, chunk by chunk at the same
+// offsets, and says where the first byte differs. Neither side is ever held
+// whole: a 32-bit board verifies a flash of gigabytes in 8 KiB.
+func verifyRange(got, want io.ReaderAt, n int64, p *progress) error {
+	a, b := make([]byte, transferChunk), make([]byte, transferChunk)
+	for off := int64(0); off < n; {
+		k := min(int64(len(a)), n-off)
+		if err := readChunk(got, a[:k], off); err != nil {
+			return err
+		}
+		if err := readChunk(want, b[:k], off); err != nil {
+			return err
+		}
+		if i := firstDifference(a[:k], b[:k]); i >= 0 {
+			return fmt.Errorf("byte %#x reads %#02x, wrote %#02x: the memory did not take the write (write-protected?)", off+int64(i), a[i], b[i])
+		}
+		off += k
+		p.update(off)
+	}
+	return nil
+}
+
+// readChunk fills b from r at off, or says where it fell short.
+func readChunk(r io.ReaderAt, b []byte, off int64) error {
+	got, err := r.ReadAt(b, off)
+	if got < len(b) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read at %#x: %w", off+int64(got), err)
 	}
 	return nil
 }
@@ -135,20 +165,21 @@ func flashCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(path)
+	src, n, err := openSource(path)
 	if err != nil {
 		return fmt.Errorf("flash: %w", err)
 	}
+	defer src.Close()
 	dev, size, err := t.open(true)
 	if err != nil {
 		return fmt.Errorf("flash: %w", err)
 	}
 	defer dev.Close()
-	if int64(len(data)) > size {
-		return fmt.Errorf("flash: %s is %d bytes, the device %d: nothing written", path, len(data), size)
+	if n > size {
+		return fmt.Errorf("flash: %s is %d bytes, the device %d: nothing written", path, n, size)
 	}
-	p := newProgress("flash", int64(len(data)))
-	err = copyRange(dev, bytes.NewReader(data), int64(len(data)), p)
+	p := newProgress("flash", n)
+	err = copyRange(dev, src, n, p)
 	p.finish()
 	if err != nil {
 		return wrapCmd("flash", err)
@@ -158,18 +189,61 @@ func flashCmd(c *cli.Context) error {
 	}
 	// Read back what the memory holds now, not what a cache remembers
 	// (nvmem files are served with direct I/O).
-	back := &memWriter{b: make([]byte, len(data))}
-	p = newProgress("verify", int64(len(data)))
-	err = copyRange(back, dev, int64(len(data)), p)
+	p = newProgress("verify", n)
+	err = verifyRange(dev, src, n, p)
 	p.finish()
-	if err != nil {
-		return wrapCmd("flash: verify", err)
-	}
-	if i := firstDifference(back.b, data); i >= 0 {
-		return fmt.Errorf("flash: verify: byte %#x reads %#02x, wrote %#02x: the memory did not take the write (write-protected?)", i, back.b[i], data[i])
-	}
-	return nil
+	return wrapCmd("flash: verify", err)
 }
+
+// source is what flash writes: a file read at offsets, never held whole
+// (an image may be larger than a 32-bit process can hold).
+type source interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// openSource opens FILE for flash and tells its size: a regular file or a
+// block device is read in place; anything else (a pipe) is read into
+// memory first, at most pipeLimit bytes.
+func openSource(path string) (source, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		return f, fi.Size(), nil
+	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		n, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, n, nil
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, pipeLimit+1))
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(data) > pipeLimit {
+		return nil, 0, fmt.Errorf("%s: more than %d bytes from a pipe: give a file", path, pipeLimit)
+	}
+	return nopCloser{bytes.NewReader(data)}, int64(len(data)), nil
+}
+
+// pipeLimit bounds what flash reads from a pipe into memory: far more than
+// any EEPROM, well under what a 32-bit process can hold.
+const pipeLimit = 256 << 20
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
 
 func wrapCmd(what string, err error) error {
 	if err == nil {
@@ -177,11 +251,6 @@ func wrapCmd(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
-
-// memWriter is an io.WriterAt into a slice of known size.
-type memWriter struct{ b []byte }
-
-func (m *memWriter) WriteAt(p []byte, off int64) (int, error) { return copy(m.b[off:], p), nil }
 
 func firstDifference(a, b []byte) int {
 	for i := range min(len(a), len(b)) {
