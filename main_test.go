@@ -9,12 +9,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -52,9 +54,44 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	if err := checkMachine(nvmemfsBin); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// elfMachines is the ELF machine of each GOARCH the tests run on.
+var elfMachines = map[string]elf.Machine{
+	"amd64":   elf.EM_X86_64,
+	"386":     elf.EM_386,
+	"arm":     elf.EM_ARM,
+	"arm64":   elf.EM_AARCH64,
+	"riscv64": elf.EM_RISCV,
+	"mips":    elf.EM_MIPS,
+}
+
+// checkMachine fails unless bin is built for the machine this test binary
+// runs as. The build inherits GOARCH from the environment: a test binary
+// cross-built and started under an emulator without GOARCH in its
+// environment would test an amd64 nvmemfs and pass.
+func checkMachine(bin string) error {
+	want, ok := elfMachines[runtime.GOARCH]
+	if !ok {
+		return nil
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if f.Machine != want {
+		return fmt.Errorf("%s is built for %v, but the tests run as %s (%v): set GOARCH for the build", bin, f.Machine, runtime.GOARCH, want)
+	}
+	return nil
 }
 
 // requireFUSE skips without /dev/fuse, except in CI, where these tests must
@@ -199,7 +236,7 @@ func serverPIDs(t *testing.T, mnt string) []int {
 		if err != nil || len(raw) == 0 {
 			continue // gone, or a zombie (whose cmdline is empty)
 		}
-		argv := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+		argv := programArgv(raw, nvmemfsBin)
 		if argv[0] != nvmemfsBin || !slices.Contains(argv, "--foreground") || argv[len(argv)-1] != mnt {
 			continue
 		}
@@ -211,6 +248,44 @@ func serverPIDs(t *testing.T, mnt string) []int {
 		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// programArgv is the command line that /proc/PID/cmdline holds (raw), as
+// the program bin was given it. Where bin runs under an interpreter that
+// binfmt_misc starts for it, as qemu-user runs an arm or arm64 binary when
+// the tests run emulated (.ci/emulated-tests), the process is the
+// interpreter and cmdline is its own: the interpreter, the path of bin,
+// then, with binfmt's P flag (Debian registers qemu with it), the argv[0]
+// bin was given, then the rest. qemu shows the program's own argv only to
+// the program itself (/proc/self/cmdline), not to the test reading /proc:
+// taken as it is, every server looked absent under emulation. The tests
+// start bin by its full path, so its argv[0] is bin in every form.
+func programArgv(raw []byte, bin string) []string {
+	argv := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	if len(argv) > 1 && argv[0] != bin && argv[1] == bin {
+		argv = argv[1:] // the interpreter's name, before the binary's path
+		if len(argv) > 1 && argv[1] == bin {
+			argv = argv[1:] // the path, before the argv[0] the P flag kept
+		}
+	}
+	return argv
+}
+
+// TestProgramArgv: a server's command line is found both when it runs
+// natively and when binfmt_misc runs it under an interpreter (qemu-user,
+// with or without the P flag).
+func TestProgramArgv(t *testing.T) {
+	const bin = "/tmp/nvmemfs-e2e-1/nvmemfs"
+	want := []string{bin, "mount", "--foreground", "/mnt"}
+	for _, c := range []struct{ name, cmdline string }{
+		{"native", bin + "\x00mount\x00--foreground\x00/mnt\x00"},
+		{"binfmt P", "/usr/libexec/qemu-binfmt/arm-binfmt-P\x00" + bin + "\x00" + bin + "\x00mount\x00--foreground\x00/mnt\x00"},
+		{"binfmt", "/usr/bin/qemu-aarch64-static\x00" + bin + "\x00mount\x00--foreground\x00/mnt\x00"},
+	} {
+		if got := programArgv([]byte(c.cmdline), bin); !slices.Equal(got, want) {
+			t.Errorf("%s: %q, want %q", c.name, got, want)
+		}
+	}
 }
 
 // waitServerGone waits up to timeout for every server of mnt to exit.
