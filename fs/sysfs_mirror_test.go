@@ -23,13 +23,25 @@ var fakeKernelModes = map[string]iofs.FileMode{
 	"ds1307_nvram0": 0o444, // battery-backed RAM, read-only
 }
 
+// fakeKernelTree is backends/sysfs's fake sysfs tree, found from this
+// package's folder, where go test runs the test binary (as every testdata
+// of this module is found). A test binary started by hand from another
+// folder (qemu-arm-static ./fs.test from the module root, or a binary
+// copied to a board) does not find it; os.CopyFS then said only "stat .:
+// no such file or directory", which looked like the emulator's fault.
+const fakeKernelTree = "../backends/sysfs/testdata/sys"
+
 // fakeKernel copies the fake sysfs tree to a temporary folder, adds
 // 2-00500, a root-only read-write copy of 0-00500, gives every file the
 // kernel's mode, and returns the root.
 func fakeKernel(t *testing.T) string {
 	t.Helper()
+	if _, err := os.Stat(fakeKernelTree); err != nil {
+		wd, _ := os.Getwd()
+		t.Fatalf("the fake kernel tree: %v (in %s): run the test binary from the fs package's folder, as go test does", err, wd)
+	}
 	root := filepath.Join(t.TempDir(), "sys")
-	if err := os.CopyFS(root, os.DirFS("../backends/sysfs/testdata/sys")); err != nil {
+	if err := os.CopyFS(root, os.DirFS(fakeKernelTree)); err != nil {
 		t.Fatal(err)
 	}
 	devs := filepath.Join(root, "bus", "nvmem", "devices")
