@@ -54,9 +54,11 @@ func newApp() *cli.App {
 		Name: "mount", Aliases: []string{"m"}, Value: "/nvmem", EnvVars: []string{"NVMEMFS_MOUNT"},
 		Usage: "the nvmemfs mountpoint to act on",
 	}
+	cli.VersionPrinter = printVersion
 	return &cli.App{
-		Name:  "nvmemfs",
-		Usage: "non-volatile memories as files, with the kernel's sysfs nvmem semantics",
+		Name:    "nvmemfs",
+		Usage:   "non-volatile memories as files, with the kernel's sysfs nvmem semantics",
+		Version: readBuildVersion().Version,
 		// A SPEC is itself a comma-separated list: --device must not be split.
 		DisableSliceFlagSeparator: true,
 		Commands: append([]*cli.Command{
