@@ -58,6 +58,16 @@ func Open(chip string, offset int, initial gpio.Level) (*Line, error) {
 	}
 	defer f.Close()
 
+	req := lineRequest(offset, initial)
+	if err := ioctl(int(f.Fd()), unix.GPIO_V2_GET_LINE_IOCTL, unsafe.Pointer(&req)); err != nil {
+		return nil, fmt.Errorf("gpio %s:%d: request as output: %w", path, offset, err)
+	}
+	return &Line{chip: path, offset: offset, fd: int(req.Fd), level: initial}, nil
+}
+
+// lineRequest is the GPIO_V2_GET_LINE_IOCTL argument that asks for line
+// offset as an output driven to initial.
+func lineRequest(offset int, initial gpio.Level) unix.GPIOV2LineRequest {
 	var req unix.GPIOV2LineRequest
 	req.Offsets[0] = uint32(offset)
 	copy(req.Consumer[:], "nvmemfs")
@@ -67,10 +77,7 @@ func Open(chip string, offset int, initial gpio.Level) (*Line, error) {
 	req.Config.Attrs[0].Attr.Id = unix.GPIO_V2_LINE_ATTR_ID_OUTPUT_VALUES
 	req.Config.Attrs[0].Attr.Flags = levelBit(initial) // the union's values member
 	req.Config.Attrs[0].Mask = 1
-	if err := ioctl(int(f.Fd()), unix.GPIO_V2_GET_LINE_IOCTL, unsafe.Pointer(&req)); err != nil {
-		return nil, fmt.Errorf("gpio %s:%d: request as output: %w", path, offset, err)
-	}
-	return &Line{chip: path, offset: offset, fd: int(req.Fd), level: initial}, nil
+	return req
 }
 
 func levelBit(l gpio.Level) uint64 {

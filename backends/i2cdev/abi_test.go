@@ -96,6 +96,38 @@ func TestLayout(t *testing.T) {
 	}
 }
 
+// TestLayoutAsC compares the layouts with what gcc gives for the kernel's
+// own headers (linux-libc-dev 6.1), compiled for x86-64 and with -m32 for
+// i386, offsetof and sizeof of each member: a table per pointer size, so a
+// 32-bit build (386, arm, mips) is checked against the 32-bit column. ARM
+// EABI and MIPS o32 give the same numbers as i386 (reasoned from their
+// ABIs, not compiled here: no member is wider than a pointer, so each sits
+// at its natural alignment on all three). On a 64-bit kernel, i2c-dev's
+// compat ioctl reads exactly this 32-bit layout (struct i2c_msg32). I2C_FUNCS fills an unsigned long, which is
+// Go's uint on every Linux port (4 bytes on 32-bit: reading it into a
+// uint64 would put the mask in the high half on big-endian MIPS).
+func TestLayoutAsC(t *testing.T) {
+	type layout struct {
+		msgBuf, msgSize, rdwrNmsgs, rdwrSize, smbusData, smbusSize, ulong uintptr
+	}
+	c := map[uintptr]layout{
+		8: {msgBuf: 8, msgSize: 16, rdwrNmsgs: 8, rdwrSize: 16, smbusData: 8, smbusSize: 16, ulong: 8},
+		4: {msgBuf: 8, msgSize: 12, rdwrNmsgs: 4, rdwrSize: 8, smbusData: 8, smbusSize: 12, ulong: 4},
+	}[ptrSize]
+	var m i2cMsg
+	var rd rdwrIoctlData
+	var sm smbusIoctlData
+	got := layout{
+		msgBuf: unsafe.Offsetof(m.buf), msgSize: unsafe.Sizeof(m),
+		rdwrNmsgs: unsafe.Offsetof(rd.nmsgs), rdwrSize: unsafe.Sizeof(rd),
+		smbusData: unsafe.Offsetof(sm.data), smbusSize: unsafe.Sizeof(sm),
+		ulong: unsafe.Sizeof(uint(0)),
+	}
+	if got != c {
+		t.Errorf("pointer size %d: layout %+v, gcc gives %+v", ptrSize, got, c)
+	}
+}
+
 // msgBytes is the expected memory of one struct i2c_msg.
 func msgBytes(addr, flags uint16, buf []byte) []byte {
 	// addr, flags, len, two bytes of padding, then buf at 8 on 32-bit

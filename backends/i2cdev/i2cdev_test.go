@@ -451,8 +451,11 @@ func TestOpenErrors(t *testing.T) {
 	}
 	t.Log(err)
 
+	// The kernel says ENOTTY; qemu-user, which runs the arm and mips
+	// builds here, refuses an ioctl it does not know with ENOSYS before
+	// the kernel sees it.
 	_, err = Open("CP2112 SMBus Bridge", o)
-	if !errors.Is(err, syscall.ENOTTY) || !strings.Contains(err.Error(), "I2C_FUNCS") ||
+	if !(errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.ENOSYS)) || !strings.Contains(err.Error(), "I2C_FUNCS") ||
 		!strings.Contains(err.Error(), filepath.Join(dev, "i2c-2")) {
 		t.Errorf("not an i2c-dev node: %v", err)
 	}
