@@ -5,20 +5,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	_ "unsafe" // for go:linkname
 )
 
-// procPin and procUnpin tell which P (the runtime's per-core scheduler
-// slot) the goroutine runs on, as the kernel's SRCU uses this_cpu_inc: a
-// reader counts on the slot of its core, so two cores never write the same
-// cache line. The runtime keeps both for outside use (go.dev/issue/67401);
-// they cost about a nanosecond, where a sync.Pool hint cost eight.
-//
-//go:linkname procPin runtime.procPin
-func procPin() int
-
-//go:linkname procUnpin runtime.procUnpin
-func procUnpin()
+// A reader counts on the slot of the core it runs on, as the kernel's SRCU
+// uses this_cpu_inc, so two cores never write the same cache line.
+// Lock finds the core: with the gc toolchain, the runtime's P through
+// procPin (srcu_procpin.go); with another toolchain, or built with -tags
+// nvmemfs_noprocpin, a number a sync.Pool keeps per P (srcu_nopin.go,
+// poolSlotHint below). Either way it is only a hint: correctness never
+// depends on it, and docs/PERFORMANCE.md gives what each costs.
 
 // srcuSlots is the number of counter slots readers spread over. More slots
 // than cores keeps two readers on different cores off the same cache line
@@ -70,13 +65,14 @@ func NewSRCU() *SRCU {
 	return &SRCU{slots: make([]srcuSlot, srcuSlots), wake: make(chan struct{}, 1)}
 }
 
-// Lock enters a read section. It never blocks.
-func (s *SRCU) Lock() SRCUToken {
-	// The P is only an affinity hint: the goroutine may move to another
-	// core before it counts, and the token remembers the slot it used.
-	p := procPin()
-	procUnpin()
-	slot := &s.slots[p&(len(s.slots)-1)]
+// Lock (in srcu_procpin.go and srcu_nopin.go) enters a read section
+// counting on the slot of the reader's core; it never blocks.
+
+// lockAt enters a read section counting on the slot hint selects. The
+// goroutine may have moved to another core since the hint was taken: the
+// token remembers the slot it used, and any slot is correct.
+func (s *SRCU) lockAt(hint int) SRCUToken {
+	slot := &s.slots[hint&(len(s.slots)-1)]
 	e := s.epoch.Load() & 1
 	slot.lock[e].Add(1)
 	return SRCUToken{slot: slot, epoch: e}
@@ -151,6 +147,27 @@ func (s *SRCU) idle(e uint32) bool {
 		locks += s.slots[i].lock[e].Load()
 	}
 	return locks == unlocks
+}
+
+// poolHints hands each P a number of its own: sync.Pool keeps one item per
+// P and gives it back to the goroutine running there, so the number works
+// as a core's slot hint without the runtime's help. Items dropped by a
+// garbage collection (or at random by the race detector) are replaced by
+// fresh numbers: the hint only spreads readers out.
+var (
+	poolHints = sync.Pool{New: func() any {
+		n := int(poolHintNext.Add(1) - 1)
+		return &n
+	}}
+	poolHintNext atomic.Uint32
+)
+
+// poolSlotHint is the slot hint without procPin.
+func poolSlotHint() int {
+	h := poolHints.Get().(*int)
+	n := *h
+	poolHints.Put(h)
+	return n
 }
 
 func nextPow2(n int) int {

@@ -4,6 +4,7 @@ package nvcore
 // its baseline in the same run (DESIGN, "The read section's cost"):
 //
 //	go test -run '^$' -bench 'ReadSection|DeviceRead' -benchmem -cpu 1,2 -count 5 ./nvcore/
+//	go test -tags nvmemfs_noprocpin -run '^$' -bench 'ReadSection|DeviceRead' -benchmem -cpu 1,2 -count 5 ./nvcore/
 //
 // docs/PERFORMANCE.md gives the figures and what they mean.
 
@@ -20,7 +21,11 @@ import (
 // as concurrent readers of one device do, so -cpu 1,2 shows whether readers
 // on two cores slow each other down.
 //
-//   - srcu: SRCU.Lock and SRCU.Unlock, the guard of every provider call.
+//   - srcu: SRCU.Lock and SRCU.Unlock, the guard of every provider call,
+//     with this build's slot hint (procPin, or the pool with -tags
+//     nvmemfs_noprocpin or another toolchain).
+//   - srcu-pool: the same section with the sync.Pool slot hint, the
+//     fallback, measured in the same run as procPin.
 //   - rwmutex: sync.RWMutex RLock and RUnlock, the obvious alternative.
 //   - atomic: one shared atomic.Int64, Add(1) then Add(-1): the least a
 //     counting guard on a single cache line can cost, and the line every
@@ -31,6 +36,15 @@ func BenchmarkReadSection(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				t := s.Lock()
+				s.Unlock(t)
+			}
+		})
+	})
+	b.Run("srcu-pool", func(b *testing.B) {
+		s := NewSRCU()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				t := s.lockAt(poolSlotHint())
 				s.Unlock(t)
 			}
 		})
