@@ -144,11 +144,18 @@ func flagsFirst(app *cli.App, args []string) []string {
 	return append(append(args[:2:2], flags...), rest...)
 }
 
+// oneMountpoint is the command's MOUNTPOINT, resolved (control.Resolve): a
+// mount reached through a symlink is the same mount. A missing one is left
+// for the mount itself to report.
 func oneMountpoint(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
 		return "", fmt.Errorf("%s: want exactly one MOUNTPOINT", c.Command.Name)
 	}
-	return filepath.Abs(c.Args().First())
+	mnt, err := control.Resolve(c.Args().First())
+	if errors.Is(err, os.ErrNotExist) {
+		return filepath.Abs(c.Args().First())
+	}
+	return mnt, err
 }
 
 // mountCmd starts the server. In the background it re-runs itself with
@@ -221,10 +228,7 @@ func serve(c *cli.Context, mnt string) (err error) {
 	defer cleanup()
 
 	reg := nvcore.NewRegistry()
-	fsys, err := fs.Mount(mnt, reg, fs.Options{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug")})
-	if err != nil {
-		return err
-	}
+	var fsys *fs.FS
 	var once sync.Once
 	var shutdownErr error
 	var ctl *control.Server
@@ -237,10 +241,28 @@ func serve(c *cli.Context, mnt string) (err error) {
 			notifySystemd("STOPPING=1")
 			ctl.StopListening()
 			shutdownErr = errors.Join(reg.Close(), fsys.Unmount())
+			ctl.ReleaseMountpoint()
 		})
 		return shutdownErr
 	}
 	ctl = control.NewServer(reg, shutdown)
+	// The control socket first: its lock refuses a second server for this
+	// mountpoint before anything is mounted on top of the first.
+	if err := ctl.Listen(mnt); err != nil {
+		return err
+	}
+	defer ctl.Close()
+	// A server killed with SIGKILL leaves its mount dead (ENOTCONN): clean
+	// it, or systemd's restart would fail here for good.
+	if _, err := control.CleanDeadMount(mnt); errors.Is(err, control.ErrLiveMount) {
+		return fmt.Errorf("%s is already mounted by another nvmemfs server", mnt)
+	} else if err != nil {
+		return err
+	}
+	fsys, err = fs.Mount(mnt, reg, fs.Options{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug")})
+	if err != nil {
+		return err
+	}
 	for _, sp := range specs {
 		if _, err := ctl.AttachSpec(sp); err != nil {
 			err = fmt.Errorf("attach %s: %w", sp.Text, err)
@@ -254,11 +276,7 @@ func serve(c *cli.Context, mnt string) (err error) {
 			return err
 		}
 	}
-	if err := ctl.Listen(mnt); err != nil {
-		shutdown()
-		return err
-	}
-	defer ctl.Close()
+	ctl.Serve()
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -448,6 +466,14 @@ func unmountCmd(c *cli.Context) error {
 		return err
 	}
 	resp, err := control.Call(mnt, control.Request{Op: "unmount"})
+	if errors.Is(err, control.ErrDeadMount) {
+		// Its server was killed: nothing to stop, only the mount to clean.
+		if _, err := control.CleanDeadMount(mnt); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "nvmemfs: %s: the mount was dead (its server was gone): unmounted it\n", mnt)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

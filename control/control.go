@@ -1,7 +1,8 @@
 // Package control lets nvmemfs commands reach a running server: attach,
 // detach, list and unmount travel as one JSON request and one JSON response
-// over a unix socket in the abstract name space, named after the mountpoint.
-// Only root and the user who runs the server may use it (SO_PEERCRED).
+// over a unix socket named after the resolved mountpoint, in a folder only
+// the server's user may write to (/run/nvmemfs for root). Only root and the
+// user who runs the server may use it (SO_PEERCRED, checked on both ends).
 package control
 
 import (
@@ -10,11 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,25 +87,77 @@ type CellInfo struct {
 	Layout string `json:"layout,omitempty"`
 }
 
-// SocketName is the abstract socket name of the server mounted at
-// mountpoint: a hash of its absolute, cleaned path.
-func SocketName(mountpoint string) (string, error) {
-	abs, err := filepath.Abs(mountpoint)
-	if err != nil {
-		return "", err
+// runtimeDirs are the folders where a server run by uid may keep its
+// control sockets, the one it uses first: /run/nvmemfs for root, else the
+// user's runtime folder (/run/user/UID, made by systemd-logind at login)
+// or /tmp/nvmemfs-UID. Each is the user's own, mode 0700, so no other user
+// can take a server's name before it binds it (an abstract socket name
+// belongs to whoever binds it first).
+func runtimeDirs(uid int) []string {
+	if uid == 0 {
+		return []string{runtimeBase + "/run/nvmemfs"}
 	}
-	sum := sha256.Sum256([]byte(abs))
-	return "@nvmemfs-" + hex.EncodeToString(sum[:16]), nil
+	var dirs []string
+	userRun := fmt.Sprintf("%s/run/user/%d", runtimeBase, uid)
+	if st, err := os.Stat(userRun); err == nil && st.IsDir() && ownerOf(st) == uid {
+		dirs = append(dirs, userRun+"/nvmemfs")
+	}
+	return append(dirs, fmt.Sprintf("%s/tmp/nvmemfs-%d", runtimeBase, uid))
+}
+
+// runtimeBase prefixes the folders above; tests point it elsewhere.
+var runtimeBase = ""
+
+func ownerOf(st os.FileInfo) int {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return int(sys.Uid)
+	}
+	return -1
+}
+
+// ensureRuntimeDir makes dir, or checks that the one there is a folder of
+// uid's that no one else may write to: a folder another user made first
+// (in /tmp, say) is refused, not used.
+func ensureRuntimeDir(dir string, uid int) error {
+	// /run itself may be missing in a minimal initramfs.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("control socket folder: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("control socket folder: %w", err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("control socket folder: %w", err)
+	}
+	switch {
+	case !st.IsDir():
+		return fmt.Errorf("control socket folder %s is not a folder: remove it", dir)
+	case ownerOf(st) != uid:
+		return fmt.Errorf("control socket folder %s belongs to uid %d, not to this server's uid %d: refusing to use it; remove it", dir, ownerOf(st), uid)
+	case st.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("control socket folder %s has mode %04o: others may write there; refusing to use it (chmod 700 it, or remove it)", dir, st.Mode().Perm())
+	}
+	return nil
+}
+
+// socketBase names the socket and lock file of the server mounted at the
+// resolved mountpoint, inside a runtime folder.
+func socketBase(mountpoint string) string {
+	sum := sha256.Sum256([]byte(mountpoint))
+	return hex.EncodeToString(sum[:16])
 }
 
 // Server answers requests for one mount.
 type Server struct {
-	reg      *nvcore.Registry
-	shutdown func() error
-	ln       *net.UnixListener
-	uid      int
-	wg       sync.WaitGroup
-	closing  atomic.Bool // set by StopListening: no more attaches
+	reg         *nvcore.Registry
+	shutdown    func() error
+	ln          *net.UnixListener
+	lock        *os.File // flock'd while mounted: one server a mountpoint
+	releaseOnce sync.Once
+	uid         int
+	wg          sync.WaitGroup
+	closing     atomic.Bool // set by StopListening: no more attaches
 
 	mu      sync.Mutex
 	sources map[*nvcore.Device]*spec.Spec
@@ -153,23 +208,51 @@ func (s *Server) AttachSpec(sp *spec.Spec) (*nvcore.Device, error) {
 	return d, nil
 }
 
-// Listen starts answering on the mount's socket.
+// Listen claims the control socket of the mount at mountpoint (resolved,
+// see Resolve): it takes the mountpoint's lock, so that a second server
+// for it fails here, before it mounts anything, and binds the socket.
+// Requests wait in the socket's backlog until Serve.
 func (s *Server) Listen(mountpoint string) error {
-	name, err := SocketName(mountpoint)
-	if err != nil {
+	dir := runtimeDirs(s.uid)[0]
+	if err := ensureRuntimeDir(dir, s.uid); err != nil {
 		return err
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	base := filepath.Join(dir, socketBase(mountpoint))
+	// The lock, not the socket, says whether a server is alive: the kernel
+	// lets go of it when its holder dies, even by SIGKILL, where a socket
+	// file would stay behind.
+	lock, err := os.OpenFile(base+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("another nvmemfs server already serves %s", mountpoint)
+		return fmt.Errorf("control socket lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		pid, _ := io.ReadAll(io.LimitReader(lock, 32))
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("another nvmemfs server (pid %s) already serves %s", strings.TrimSpace(string(pid)), mountpoint)
 		}
+		return fmt.Errorf("control socket lock: %w", err)
+	}
+	lock.Truncate(0)
+	fmt.Fprintf(lock, "%d\n", os.Getpid())
+	// A socket left by a server that was killed: the lock says it is dead.
+	if err := os.Remove(base + ".sock"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return fmt.Errorf("stale control socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: base + ".sock", Net: "unix"})
+	if err != nil {
+		lock.Close()
 		return err
 	}
-	s.ln = ln
+	s.ln, s.lock = ln, lock
+	return nil
+}
+
+// Serve starts answering requests on the socket Listen bound.
+func (s *Server) Serve() {
 	s.wg.Add(1)
 	go s.accept()
-	return nil
 }
 
 // StopListening refuses new requests; those in progress go on. It may be
@@ -181,19 +264,46 @@ func (s *Server) StopListening() {
 	}
 }
 
-// Close stops listening and waits for the requests in progress.
+// ReleaseMountpoint lets go of the mountpoint's lock, so that a new server
+// may mount there: call it once this server's mount has left the name
+// space (a lazily detached mount may keep this process serving open
+// descriptors for a long while).
+func (s *Server) ReleaseMountpoint() {
+	s.releaseOnce.Do(func() {
+		if s.lock != nil {
+			s.lock.Close()
+		}
+	})
+}
+
+// Close stops listening, waits for the requests in progress, and lets go
+// of the mountpoint's lock.
 func (s *Server) Close() {
 	s.StopListening()
 	s.wg.Wait()
+	s.ReleaseMountpoint()
 }
 
+// accept serves connections until StopListening. An accept that fails for
+// want of descriptors or memory (EMFILE, ENFILE, ENOBUFS) or an aborted
+// connection must not end the loop: later requests would hang. It waits a
+// little, longer each time (5 ms up to 1 s, as net/http does), and tries
+// again.
 func (s *Server) accept() {
 	defer s.wg.Done()
+	var delay time.Duration
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) || s.closing.Load() {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			slog.Warn("control: accept failed; retrying", "err", err, "in", delay)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -203,18 +313,24 @@ func (s *Server) accept() {
 	}
 }
 
+// maxRequest bounds a request: a few hundred SPECs fit; a client that
+// sends more is refused, not buffered.
+const maxRequest = 1 << 20
+
 func (s *Server) serve(conn *net.UnixConn) {
+	// The request is read even from a peer that will be refused, so that
+	// its write succeeds and it reads the reason, not EPIPE.
+	var req Request
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	decodeErr := json.NewDecoder(io.LimitReader(conn, maxRequest)).Decode(&req)
 	var resp Response
-	if err := s.allowed(conn); err != nil {
+	switch err := s.allowed(conn); {
+	case err != nil:
 		resp.Errors = []string{err.Error()}
-	} else {
-		var req Request
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if err := json.NewDecoder(conn).Decode(&req); err != nil {
-			resp.Errors = []string{"bad request: " + err.Error()}
-		} else {
-			resp = s.handle(req)
-		}
+	case decodeErr != nil:
+		resp.Errors = []string{fmt.Sprintf("bad request (at most %d bytes of JSON): %v", maxRequest, decodeErr)}
+	default:
+		resp = s.handle(req)
 	}
 	if err := json.NewEncoder(conn).Encode(resp); err != nil {
 		slog.Warn("control: reply lost", "err", err)
@@ -357,30 +473,89 @@ const callTimeout = 2 * time.Minute
 
 // Call sends req to the server mounted at mountpoint and returns its answer.
 func Call(mountpoint string, req Request) (*Response, error) {
-	name, err := SocketName(mountpoint)
+	mnt, err := Resolve(mountpoint)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: name, Net: "unix"})
+	sock, err := findSocket(mnt)
 	if err != nil {
-		return nil, fmt.Errorf("no nvmemfs server for %s (is it mounted? %v)", mountpoint, err)
+		return nil, err
+	}
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		// A server killed by SIGKILL leaves its socket file: nobody listens.
+		return nil, noServer(mnt, err)
 	}
 	defer conn.Close()
-	// Abstract socket names belong to whoever binds them first: talk only
-	// to a server run by root or by this user.
+	// The socket's folder is its owner's alone; talk only to a server run
+	// by root or by this user all the same.
 	if uid, err := peerUID(conn); err != nil {
 		return nil, err
 	} else if uid != 0 && uid != os.Geteuid() {
-		return nil, fmt.Errorf("the socket of %s belongs to uid %d, not to an nvmemfs server of root or of this user", mountpoint, uid)
+		return nil, fmt.Errorf("the socket of %s belongs to uid %d, not to an nvmemfs server of root or of this user", mnt, uid)
 	}
 	// A stuck server must not hang the caller (the udev hook above all).
 	conn.SetDeadline(time.Now().Add(callTimeout))
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, err
-	}
+	// A server that refuses the caller may answer before it has read the
+	// whole request: its answer says why, where the write's error would
+	// only say EPIPE.
+	writeErr := json.NewEncoder(conn).Encode(req)
+	conn.CloseWrite()
 	var resp Response
-	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("server for %s: %w", mountpoint, err)
+	if err := json.NewDecoder(io.LimitReader(conn, 64<<20)).Decode(&resp); err != nil {
+		if writeErr != nil {
+			err = writeErr
+		}
+		return nil, fmt.Errorf("server for %s: %w", mnt, err)
 	}
 	return &resp, nil
+}
+
+// ErrNoServer is returned by Call when no server's socket serves the
+// mountpoint; ErrDeadMount (which wraps it) when an nvmemfs mount is there
+// but its server is gone.
+var (
+	ErrNoServer  = errors.New("no nvmemfs server")
+	ErrDeadMount = fmt.Errorf("%w: the mount is dead (its server was killed; every access says \"transport endpoint is not connected\")", ErrNoServer)
+)
+
+// findSocket returns the control socket of the server of the resolved
+// mountpoint. Its folder depends on the server's user, which may be this
+// user, root, or the user the mount names (user_id=).
+func findSocket(mnt string) (string, error) {
+	uids := []int{os.Geteuid(), 0}
+	mounts, _ := MountsAt(mnt)
+	if n := len(mounts); n > 0 && mounts[n-1].FSType == FSType && mounts[n-1].UserID >= 0 {
+		uids = append(uids, mounts[n-1].UserID)
+	}
+	base := socketBase(mnt)
+	var denied error
+	for _, uid := range uids {
+		for _, dir := range runtimeDirs(uid) {
+			path := filepath.Join(dir, base+".sock")
+			st, err := os.Lstat(path)
+			if err == nil && st.Mode()&os.ModeSocket != 0 {
+				return path, nil
+			}
+			if errors.Is(err, os.ErrPermission) && denied == nil {
+				denied = fmt.Errorf("permission denied: only uid %d (and root) may use the control socket folder %s", uid, dir)
+			}
+		}
+	}
+	if denied != nil {
+		return "", denied
+	}
+	return "", noServer(mnt, nil)
+}
+
+// noServer says why no server answers for mnt: its mount is dead, or there
+// is none (cause, if known, is what failed).
+func noServer(mnt string, cause error) error {
+	if mounts, _ := MountsAt(mnt); len(mounts) > 0 && mounts[len(mounts)-1].FSType == FSType && deadMount(mnt) {
+		return fmt.Errorf("%s: %w", mnt, ErrDeadMount)
+	}
+	if cause != nil {
+		return fmt.Errorf("%w for %s (is it mounted? %v)", ErrNoServer, mnt, cause)
+	}
+	return fmt.Errorf("%w for %s (is it mounted?)", ErrNoServer, mnt)
 }

@@ -1,0 +1,191 @@
+package main
+
+// The life of a server around its mountpoint: one server a mountpoint
+// however it is named, restart after the server was killed, and the
+// control socket's folder.
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mountCount is how many mounts are stacked on dir.
+func mountCount(t *testing.T, dir string) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && unescapeMount(f[4]) == dir {
+			n++
+		}
+	}
+	return n
+}
+
+// killServer kills the server of mnt with SIGKILL and waits until it is
+// gone; its mount stays behind, dead.
+func killServer(t *testing.T, mnt string) {
+	t.Helper()
+	pids := serverPIDs(t, mnt)
+	if len(pids) != 1 {
+		t.Fatalf("servers of %s: %v, want one", mnt, pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if left := waitServerGone(t, mnt, 10*time.Second); len(left) > 0 {
+		t.Fatalf("server %v survived SIGKILL", left)
+	}
+	// statfs always reaches the server (stat may be answered from the
+	// attribute cache for a second).
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
+		t.Fatalf("statfs of the killed server's mount: %v, want ENOTCONN or ECONNABORTED", err)
+	}
+}
+
+// A mountpoint named through a symlink is the same mountpoint: a second
+// server is refused with nothing stacked, and commands given the link
+// reach the server of the real folder.
+func TestMountpointThroughSymlink(t *testing.T) {
+	img := writeFile(t, t.TempDir(), "x.bin", pattern(256, 1))
+	mnt := mountImages(t, "file:"+img+",name=x")
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(mnt, link); err != nil {
+		t.Fatal(err)
+	}
+	stderr := mustFail(t, nv(t, "mount", "--demo", link))
+	wantContains(t, "mount through a link to a served folder", stderr, "already serves "+mnt)
+	if n := mountCount(t, mnt); n != 1 {
+		t.Errorf("%d mounts on %s, want 1", n, mnt)
+	}
+	if got := lsJSON(t, cmdOpts{}, "-m", link); len(got) != 1 || got["x"].Name != "x" {
+		t.Errorf("ls through the link: %v", got)
+	}
+	mustOK(t, nv(t, "unmount", link))
+	if isMounted(t, mnt) {
+		t.Errorf("unmount through the link left %s mounted", mnt)
+	}
+	if pids := waitServerGone(t, mnt, 10*time.Second); len(pids) > 0 {
+		t.Errorf("unmount through the link left the server %v", pids)
+	}
+}
+
+// A live mount of another server (one whose control socket this command
+// cannot reach) is refused, not mounted over.
+func TestMountOverLiveMountRefused(t *testing.T) {
+	img := writeFile(t, t.TempDir(), "x.bin", pattern(256, 2))
+	mnt := mountImages(t, "file:"+img+",name=x")
+	// Hide the server's socket and lock, as if it ran as another user.
+	sock := findServerSocket(t)
+	lock := strings.TrimSuffix(sock, ".sock") + ".lock"
+	for _, p := range []string{sock, lock} {
+		if err := os.Rename(p, p+".hidden"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Rename(p+".hidden", p) })
+	}
+	stderr := mustFail(t, nv(t, "mount", "--demo", mnt))
+	wantContains(t, "mount over a live mount", stderr, "already mounted by another nvmemfs server")
+	if n := mountCount(t, mnt); n != 1 {
+		t.Errorf("%d mounts on %s, want 1", n, mnt)
+	}
+	for _, p := range []string{sock, lock} {
+		if err := os.Rename(p+".hidden", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// findServerSocket is the one control socket in root's folder that a test
+// server made (the tests run their servers as root).
+func findServerSocket(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the control socket's folder is root's only as root")
+	}
+	before := time.Now().Add(-time.Minute)
+	entries, err := os.ReadDir("/run/nvmemfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if err == nil && info.Mode()&os.ModeSocket != 0 && info.ModTime().After(before) {
+			found = append(found, filepath.Join("/run/nvmemfs", e.Name()))
+		}
+	}
+	if len(found) == 0 {
+		t.Fatal("no control socket in /run/nvmemfs")
+	}
+	// Other tests may run servers at the same time: take the newest.
+	newest := found[0]
+	for _, p := range found[1:] {
+		a, _ := os.Stat(p)
+		b, _ := os.Stat(newest)
+		if a.ModTime().After(b.ModTime()) {
+			newest = p
+		}
+	}
+	return newest
+}
+
+// kill -9 of the server leaves a dead mount (ENOTCONN). The next `mount`
+// cleans it and serves, with one mount on the folder, not two; `ls` says
+// the mount is dead; `unmount` cleans a dead mount too.
+func TestRestartAfterKill(t *testing.T) {
+	img := writeFile(t, t.TempDir(), "x.bin", pattern(256, 3))
+	mnt := mountImages(t, "file:"+img+",name=x")
+	killServer(t, mnt)
+
+	stderr := mustFail(t, nv(t, "ls", "-m", mnt))
+	wantContains(t, "ls on a dead mount", stderr, "the mount is dead")
+
+	mustOK(t, nv(t, "mount", "--demo", mnt))
+	if n := mountCount(t, mnt); n != 1 {
+		t.Errorf("%d mounts on %s after the restart, want 1", n, mnt)
+	}
+	if names := readDirNames(t, mnt); len(names) != 6 {
+		t.Errorf("the restarted mount lists %q, want the 6 demo devices", names)
+	}
+
+	killServer(t, mnt)
+	r := mustOK(t, nv(t, "unmount", mnt))
+	wantContains(t, "unmount of a dead mount", r.stderr, "the mount was dead")
+	if isMounted(t, mnt) {
+		t.Errorf("unmount left the dead mount on %s", mnt)
+	}
+	// What systemd's restart runs next works too.
+	mustOK(t, runCmd(t, cmdOpts{}, "mkdir", "-p", mnt))
+	mustOK(t, nv(t, "mount", "--demo", mnt))
+}
+
+// The control socket lives in a folder only the server's user may use:
+// another user is told so, not left to guess.
+func TestControlSocketFolder(t *testing.T) {
+	img := writeFile(t, t.TempDir(), "x.bin", pattern(256, 4))
+	mnt := mountImages(t, "file:"+img+",name=x")
+	sock := findServerSocket(t)
+	dir := filepath.Dir(sock)
+	st, err := os.Lstat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o700 || !st.IsDir() || st.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("%s: mode %v, uid %d; want a folder of root's, mode 0700", dir, st.Mode(), st.Sys().(*syscall.Stat_t).Uid)
+	}
+	r := runCmd(t, cmdOpts{}, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", nvmemfsBin, "ls", "-m", mnt)
+	if r.code == 0 {
+		t.Fatalf("another user listed root's mount: %v", r)
+	}
+	wantContains(t, "ls by another user", r.stderr, "permission denied")
+}
