@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -161,12 +162,15 @@ type Server struct {
 
 	mu      sync.Mutex
 	sources map[*nvcore.Device]*spec.Spec
+
+	async orderedJobs // asynchronous requests, in order by device and hardware
 }
 
 // NewServer makes a server for reg. shutdown removes every device and
 // unmounts; it is called for the unmount request.
 func NewServer(reg *nvcore.Registry, shutdown func() error) *Server {
 	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]*spec.Spec{}}
+	s.async.cond = sync.NewCond(&s.async.mu)
 	// A device may go without a detach (its hardware vanished): forget its
 	// SPEC whichever way it goes.
 	reg.Subscribe(func(ev nvcore.Event) {
@@ -368,16 +372,16 @@ func peerUID(conn *net.UnixConn) (int, error) {
 }
 
 func (s *Server) handle(req Request) Response {
-	if req.Async && (req.Op == "attach" || req.Op == "detach") {
+	if req.Async && (req.Op == "attach" || req.Op == "detach" || req.Op == "detach-hardware") {
 		s.wg.Add(1)
-		go func() {
+		s.async.run(requestKeys(req), func() {
 			defer s.wg.Done()
 			now := req
 			now.Async = false
 			for _, msg := range s.handle(now).Errors {
 				slog.Warn("control: "+req.Op+" failed", "err", msg)
 			}
-		}()
+		})
 		return Response{}
 	}
 	var resp Response
@@ -391,10 +395,9 @@ func (s *Server) handle(req Request) Response {
 		}
 	case "detach":
 		for _, name := range req.Args {
-			d, err := s.reg.Device(name)
-			if err == nil {
-				err = s.reg.Remove(d)
-			}
+			// Unregister, not Device then Remove: a device already being
+			// removed is found, and the detach returns once it is closed.
+			err := s.reg.Unregister(name)
 			if err != nil && !(req.IgnoreMissing && errors.Is(err, nvcore.ErrNoDevice)) {
 				fail(fmt.Errorf("detach %s: %w", name, err))
 			}
@@ -558,4 +561,80 @@ func noServer(mnt string, cause error) error {
 		return fmt.Errorf("%w for %s (is it mounted? %v)", ErrNoServer, mnt, cause)
 	}
 	return fmt.Errorf("%w for %s (is it mounted?)", ErrNoServer, mnt)
+}
+
+// requestKeys names what a request acts on: "name:" and the device name for
+// each device it attaches or detaches, "hw:" and the hardware for each
+// piece of hardware (an I2C adapter). A SPEC that does not parse has no
+// key: its attach fails at once anyway.
+func requestKeys(req Request) []string {
+	var keys []string
+	for _, arg := range req.Args {
+		switch req.Op {
+		case "attach":
+			sp, err := spec.Parse(arg, req.Dir)
+			if err != nil {
+				continue
+			}
+			if name := sp.DeviceName(); name != "" {
+				keys = append(keys, "name:"+name)
+			}
+			if sp.Hardware != "" {
+				keys = append(keys, "hw:"+sp.Hardware)
+			}
+		case "detach":
+			keys = append(keys, "name:"+arg)
+		case "detach-hardware":
+			keys = append(keys, "hw:"+arg)
+		}
+	}
+	return keys
+}
+
+// orderedJobs runs jobs on goroutines of their own, each after every job
+// that came before it and shares one of its keys: udev's remove and add
+// of one device, sent asynchronously a moment apart, take effect in that
+// order, while jobs on different devices never wait for each other.
+type orderedJobs struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	pending []*orderedJob // unfinished, in order of arrival
+}
+
+type orderedJob struct{ keys []string }
+
+func (q *orderedJobs) run(keys []string, fn func()) {
+	j := &orderedJob{keys: keys}
+	q.mu.Lock()
+	q.pending = append(q.pending, j)
+	q.mu.Unlock()
+	go func() {
+		q.mu.Lock()
+		for q.waitsLocked(j) {
+			q.cond.Wait()
+		}
+		q.mu.Unlock()
+		defer func() {
+			q.mu.Lock()
+			q.pending = slices.DeleteFunc(q.pending, func(x *orderedJob) bool { return x == j })
+			q.cond.Broadcast()
+			q.mu.Unlock()
+		}()
+		fn()
+	}()
+}
+
+// waitsLocked reports whether an earlier unfinished job shares a key with j.
+func (q *orderedJobs) waitsLocked(j *orderedJob) bool {
+	for _, earlier := range q.pending {
+		if earlier == j {
+			return false
+		}
+		for _, k := range earlier.keys {
+			if slices.Contains(j.keys, k) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -351,4 +352,82 @@ func publicTempDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// udev's unbind and rebind of one device: an asynchronous detach and attach
+// of x a moment apart take effect in that order, every time.
+func TestAsyncDetachAttachInOrder(t *testing.T) {
+	useRuntimeBase(t)
+	mnt := t.TempDir()
+	s := startServer(t, mnt)
+	img := filepath.Join(t.TempDir(), "x.bin")
+	if err := os.WriteFile(img, make([]byte, 64), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	attach := Request{Op: "attach", Args: []string{"file:" + img + ",name=x"}, Async: true}
+	if _, err := Call(mnt, Request{Op: "attach", Args: attach.Args}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 200 {
+		for _, req := range []Request{{Op: "detach", Args: []string{"x"}, Async: true, IgnoreMissing: true}, attach} {
+			if resp, err := Call(mnt, req); err != nil || len(resp.Errors) > 0 {
+				t.Fatalf("round %d: %s: %v %v", round, req.Op, resp, err)
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.async.mu.Lock()
+			n := len(s.async.pending)
+			s.async.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d asynchronous requests still pending", round, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := s.reg.Device("x"); err != nil {
+			t.Fatalf("round %d: after detach then attach, x is missing: %v", round, err)
+		}
+	}
+}
+
+// Jobs on different keys run at once; jobs sharing a key run in order.
+func TestOrderedJobs(t *testing.T) {
+	var q orderedJobs
+	q.cond = sync.NewCond(&q.mu)
+	release := make(chan struct{})
+	var order []string
+	var mu sync.Mutex
+	record := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	aStarted, bDone, a2Done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	q.run([]string{"name:a"}, func() { close(aStarted); <-release; record("a1") })
+	<-aStarted
+	q.run([]string{"name:a", "hw:i2c-1"}, func() { record("a2"); close(a2Done) })
+	q.run([]string{"name:b"}, func() { record("b"); close(bDone) })
+	if !waitClosed(bDone, 5*time.Second) {
+		t.Fatal("a job on b waited for a job on a")
+	}
+	if waitClosed(a2Done, 50*time.Millisecond) {
+		t.Fatal("the second job on a ran before the first finished")
+	}
+	close(release)
+	if !waitClosed(a2Done, 5*time.Second) {
+		t.Fatal("the second job on a never ran")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(order, " ") != "b a1 a2" {
+		t.Errorf("order %v", order)
+	}
+}
+
+func waitClosed(ch <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }

@@ -271,7 +271,12 @@ func (f *FS) addDevice(d *nvcore.Device) {
 		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born, contentChanged), gofs.StableAttr{Mode: syscall.S_IFDIR})
 		dirIn.AddChild("cells", cellsIn, false)
 	}
-	f.root.AddChild(d.Name(), dirIn, false)
+	// The registry publishes a name's add only once the removal of its
+	// previous holder is over, tree included: a name still taken here is a
+	// broken rule, which would leave a registered device unreachable.
+	if !f.root.AddChild(d.Name(), dirIn, false) {
+		slog.Error("device directory not added: the name is still taken in the tree", "device", d.Name())
+	}
 }
 
 // removeDevice takes the device's directory out of the tree, then tells the

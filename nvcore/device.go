@@ -47,7 +47,8 @@ type Device struct {
 
 	srcu       *SRCU
 	gone       atomic.Bool
-	unplugging atomic.Bool // a removal for vanished hardware has started
+	removed    chan struct{} // closed once a removal has closed the provider and published
+	unplugging atomic.Bool   // a removal for vanished hardware has started
 	forceRO    atomic.Bool
 
 	// wp guards the memory's write-protect line; wpMu keeps the
@@ -70,17 +71,18 @@ type Device struct {
 	cellReader CellReader
 }
 
-func newDevice(name string, cfg Config, p Provider) *Device {
+func newDevice(name string, cfg Config, p Provider, size int64) *Device {
 	d := &Device{
 		name:     name,
 		typ:      cfg.Type,
-		size:     p.Size(),
+		size:     size,
 		rootOnly: cfg.RootOnly,
 		cache:    cfg.Cache,
 		wordSize: cfg.WordSize,
 		stride:   cfg.Stride,
 		keepouts: append([]Keepout(nil), cfg.Keepouts...),
 		srcu:     NewSRCU(),
+		removed:  make(chan struct{}),
 		provider: p,
 		xfer:     defaultTransferSize,
 	}
@@ -574,5 +576,9 @@ func (d *Device) hardwareGone(cause error) {
 		return
 	}
 	slog.Warn("hardware gone: removing the device", "device", d.name, "cause", cause)
-	go d.reg.Remove(d)
+	go func() {
+		if err := d.reg.Remove(d); err != nil && !errors.Is(err, ErrNoDevice) {
+			slog.Error("hardware gone: removal failed", "device", d.name, "err", err)
+		}
+	}()
 }

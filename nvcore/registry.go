@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,7 +86,11 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: no provider", ErrInvalid)
 	}
-	if err := cfg.validate(p.Size()); err != nil {
+	size, err := providerSize(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(size); err != nil {
 		return nil, err
 	}
 	_, canRead := p.(interface {
@@ -111,22 +117,37 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 	// The layout parses before the device is published, with no lock held:
 	// it reads the provider, which may be slow. The name is checked again
 	// below, under the lock.
-	d := newDevice(cfg.Name, cfg, p)
+	d := newDevice(cfg.Name, cfg, p, size)
 	d.initLayout()
 
-	r.eventMu.Lock()
+	// A name still held by a device being removed is free once that
+	// removal is over: wait for it (with no lock held), so that a quick
+	// detach and attach of one name (udev's unbind and rebind) attaches,
+	// and the old device's files are gone before the new ones appear.
+	for {
+		r.eventMu.Lock()
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			r.eventMu.Unlock()
+			return nil, fmt.Errorf("%w: the registry is closed", ErrNoDevice)
+		}
+		if d.name == "" {
+			d.name = r.freeNameLocked()
+			break
+		}
+		old, taken := r.devices[d.name]
+		if !taken {
+			break
+		}
+		r.mu.Unlock()
+		r.eventMu.Unlock()
+		if !old.Gone() {
+			return nil, fmt.Errorf("%w: %q", ErrExist, d.name)
+		}
+		<-old.removed
+	}
 	defer r.eventMu.Unlock()
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: the registry is closed", ErrNoDevice)
-	}
-	if d.name == "" {
-		d.name = r.freeNameLocked()
-	} else if _, taken := r.devices[d.name]; taken {
-		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q", ErrExist, d.name)
-	}
 	// Only a published device belongs to the registry: hardware that
 	// vanishes while the layout parses removes nothing half-made (the
 	// next call on the device finds it gone again).
@@ -176,28 +197,30 @@ func (r *Registry) Unregister(name string) error {
 	return r.Remove(d)
 }
 
-// Remove is Unregister for a device already in hand. Removing a device twice
-// is ErrNoDevice for the second caller, which does not wait.
+// Remove is Unregister for a device already in hand. Whoever removes a
+// device second (a detach racing another, or the removal its vanished
+// hardware started) gets ErrNoDevice, but only once the first removal is
+// over: the provider is closed whenever Remove returns.
+//
+// The device keeps its name in the registry until the end, so that a
+// Register of the name waits for the whole removal (see Register).
 func (r *Registry) Remove(d *Device) error {
 	if d.reg != r {
 		return fmt.Errorf("%w: %s belongs to another registry", ErrInvalid, d.name)
 	}
 	if !d.gone.CompareAndSwap(false, true) {
+		<-d.removed
 		return d.errGone()
 	}
+	defer close(d.removed)
 	d.srcu.Synchronize()
-	closeErr := d.provider.Close()
+	closeErr := closeProvider(d.provider)
 	if c, ok := d.wp.(io.Closer); ok {
 		closeErr = errors.Join(closeErr, c.Close())
 	}
 
 	var awaits []func()
 	r.eventMu.Lock()
-	r.mu.Lock()
-	if r.devices[d.name] == d {
-		delete(r.devices, d.name)
-	}
-	r.mu.Unlock()
 	for _, c := range slices.Backward(d.Cells()) {
 		r.publishLocked(Event{Kind: CellRemove, Device: d, Cell: c, awaits: &awaits})
 	}
@@ -206,6 +229,11 @@ func (r *Registry) Remove(d *Device) error {
 	for _, wait := range awaits {
 		wait()
 	}
+	r.mu.Lock()
+	if r.devices[d.name] == d {
+		delete(r.devices, d.name)
+	}
+	r.mu.Unlock()
 	if closeErr != nil {
 		return fmt.Errorf("%s: removed, but closing the provider failed: %w", d.name, closeErr)
 	}
@@ -221,10 +249,17 @@ func (r *Registry) Close() error {
 	return r.RemoveAll()
 }
 
-// RemoveAll removes every device, one after another, and joins their errors.
+// RemoveAll removes every device, one after another, and joins their
+// errors. It also waits for the removals already under way.
 func (r *Registry) RemoveAll() error {
+	r.mu.Lock()
+	all := make([]*Device, 0, len(r.devices))
+	for _, d := range r.devices {
+		all = append(all, d)
+	}
+	r.mu.Unlock()
 	var errs []error
-	for _, d := range r.Devices() {
+	for _, d := range all {
 		if err := r.Remove(d); err != nil && !errors.Is(err, ErrNoDevice) {
 			errs = append(errs, err)
 		}
@@ -295,4 +330,28 @@ func (r *Registry) publishLocked(ev Event) {
 	for _, s := range r.subs {
 		s.fn(ev)
 	}
+}
+
+// providerSize asks p its size, turning a panic into an error: Size is
+// called at registration, outside any read section's recover.
+func providerSize(p Provider) (size int64, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: provider Size: %v", ErrProviderPanic, v)
+			slog.Error("provider panic in Size", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	return p.Size(), nil
+}
+
+// closeProvider closes p, turning a panic into an error: a provider that
+// panics while closing must not take the server with it.
+func closeProvider(p Provider) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: provider Close: %v", ErrProviderPanic, v)
+			slog.Error("provider panic in Close", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	return p.Close()
 }

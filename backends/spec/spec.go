@@ -351,6 +351,19 @@ func (s *Spec) openAT24() (nvcore.Provider, error) {
 	return p, nil
 }
 
+// DeviceName is the name the device will have, where the SPEC decides it:
+// name=, or else a mirrored kernel device's own name. It is "" for a
+// device that will be called nvmem<N>, with N chosen at attach.
+func (s *Spec) DeviceName() string {
+	if s.Config.Name != "" {
+		return s.Config.Name
+	}
+	if s.Kind == "sysfs" {
+		return s.Path
+	}
+	return ""
+}
+
 // mergeKernel completes a sysfs mirror's configuration with what the kernel
 // says: its name unless the SPEC gives one, its type unless type= is given,
 // its read-only and root-only modes (a SPEC may only add to them), and its
