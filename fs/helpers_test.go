@@ -18,7 +18,7 @@ import (
 
 // requireFUSE skips without /dev/fuse, except in CI, where the FUSE tests
 // must run for real.
-func requireFUSE(t *testing.T) {
+func requireFUSE(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -38,7 +38,7 @@ type mounted struct {
 // mountTest mounts a fresh registry on a temporary folder. Cleanup removes
 // every device, unmounts, fails the test on any FUSE handler panic, and
 // fails it too if the mount is still there (after unmounting it lazily).
-func mountTest(t *testing.T) *mounted {
+func mountTest(t testing.TB) *mounted {
 	t.Helper()
 	requireFUSE(t)
 	dir := t.TempDir()
@@ -89,7 +89,7 @@ func isMounted(dir string) bool {
 }
 
 // attach registers a Memory provider holding data.
-func (m *mounted) attach(t *testing.T, cfg nvcore.Config, data []byte) (*nvcore.Device, *nvcoretest.Memory) {
+func (m *mounted) attach(t testing.TB, cfg nvcore.Config, data []byte) (*nvcore.Device, *nvcoretest.Memory) {
 	t.Helper()
 	mem := nvcoretest.NewMemory(data)
 	d, err := m.reg.Register(cfg, mem)

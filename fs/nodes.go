@@ -238,11 +238,6 @@ func cellMode(c *nvcore.Cell) uint32 {
 	return c.Device().Mode() & 0o444
 }
 
-// cellFileName is the kernel's <name>@<off>,<bit>, in lowercase hex.
-func cellFileName(c *nvcore.Cell) string {
-	return c.Info().FileName()
-}
-
 func (c *cellFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if c.cell.Device().Gone() {
 		return nil, 0, syscall.ENODEV

@@ -15,16 +15,21 @@ import (
 // another length, the same *Cell carries the new length; when the cell is
 // no longer there, it is retired and its reads fail with ErrNoCell.
 type Cell struct {
-	dev     *Device
-	info    atomic.Pointer[CellInfo]
-	retired atomic.Bool
+	dev      *Device
+	info     atomic.Pointer[CellInfo]
+	retired  atomic.Bool
+	fileName string // of the name, offset and bit offset, which never change
 }
 
 func newCell(d *Device, ci CellInfo) *Cell {
-	c := &Cell{dev: d}
+	c := &Cell{dev: d, fileName: ci.FileName()}
 	c.info.Store(&ci)
 	return c
 }
+
+// FileName is the name of the cell's file (CellInfo.FileName), formatted
+// once: a listing of many cells asks for every one.
+func (c *Cell) FileName() string { return c.fileName }
 
 // Device returns the device the cell belongs to.
 func (c *Cell) Device() *Device { return c.dev }

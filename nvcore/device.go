@@ -40,6 +40,7 @@ type Device struct {
 	refreshMu sync.Mutex
 	cellsMu   sync.Mutex
 	cells     []*Cell
+	byFile    map[string]*Cell // cells by file name, rebuilt with cells
 	layoutErr error
 	// stale is set by every write: the content the layout parsed may have
 	// changed, and the next RefreshCells parses again.
@@ -104,10 +105,25 @@ func newDevice(name string, cfg Config, p Provider, size int64) *Device {
 	d.wp = cfg.WriteProtect
 	d.declared = append([]CellInfo(nil), cfg.Cells...)
 	d.layout = cfg.Layout
+	cells := make([]*Cell, 0, len(d.declared))
 	for _, ci := range d.declared {
-		d.cells = append(d.cells, newCell(d, ci))
+		cells = append(cells, newCell(d, ci))
 	}
+	d.setCellsLocked(cells)
 	return d
+}
+
+// setCellsLocked replaces the cell list and its index by file name (the
+// first cell of a file name wins, as in Cell). cellsMu is held, or the
+// device is not yet published.
+func (d *Device) setCellsLocked(cells []*Cell) {
+	byFile := make(map[string]*Cell, len(cells))
+	for _, c := range cells {
+		if _, dup := byFile[c.fileName]; !dup {
+			byFile[c.fileName] = c
+		}
+	}
+	d.cells, d.byFile = cells, byFile
 }
 
 // fileMode computes the permission bits of the nvmem file as the kernel's
@@ -179,6 +195,22 @@ func (d *Device) Cells() []*Cell {
 	d.cellsMu.Lock()
 	defer d.cellsMu.Unlock()
 	return append([]*Cell(nil), d.cells...)
+}
+
+// NumCells is len(Cells()), without the copy.
+func (d *Device) NumCells() int {
+	d.cellsMu.Lock()
+	defer d.cellsMu.Unlock()
+	return len(d.cells)
+}
+
+// CellByFileName finds a cell by its file name (name@offset,bit), in
+// constant time: a file system looks up every cell of a listing by name.
+// It does not parse, as Cells does not. It returns nil if there is none.
+func (d *Device) CellByFileName(fileName string) *Cell {
+	d.cellsMu.Lock()
+	defer d.cellsMu.Unlock()
+	return d.byFile[fileName]
 }
 
 // Cell finds a cell by name among Cells; the first wins when names repeat.

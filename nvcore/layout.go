@@ -133,7 +133,8 @@ func (d *Device) initLayout() {
 		return
 	}
 	infos, err := d.parseLayout()
-	d.cells, _, _ = d.mergeCells(d.cells, infos)
+	next, _, _ := d.mergeCells(d.cells, infos)
+	d.setCellsLocked(next)
 	d.layoutErr = err
 }
 
@@ -174,7 +175,7 @@ func (d *Device) RefreshCells() error {
 	}
 	d.cellsMu.Lock()
 	next, added, removed := d.mergeCells(d.cells, infos)
-	d.cells = next
+	d.setCellsLocked(next)
 	d.layoutErr = parseErr
 	d.cellsMu.Unlock()
 	for _, c := range removed {
