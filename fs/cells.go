@@ -19,8 +19,9 @@ import (
 // A layout's cells follow the content: a write to nvmem may add, remove or
 // resize them. So cells/ is not a fixed list of children: it asks the core
 // on every lookup and listing (which re-parses if a write made the content
-// stale), and the notifier drops the kernel's cached names of cells that
-// left (DESIGN rule 5: never from the handler that found out).
+// stale), and the device's notification queue drops the kernel's cached
+// names of cells that left (DESIGN rule 5: never from the handler that
+// found out).
 
 // cellInos numbers cell files from cellInoBase up: go-fuse numbers its own
 // inodes from 1<<63 up, and the root is 1, so these collide with neither.
@@ -155,9 +156,9 @@ func (n *cellsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 // cellLeft drops the kernel's cached name of a retired cell, and cells/
 // itself once the device has no cells. It runs in an event callback,
 // perhaps inside a FUSE handler of cells/, so the work is posted to the
-// notifier.
+// device's queue.
 func (f *FS) cellLeft(d *nvcore.Device, c *nvcore.Cell) {
-	f.post(func() {
+	f.post(d, func() {
 		devIn := f.deviceInode(d)
 		if devIn == nil {
 			return // the whole device left; its removal dropped everything

@@ -38,20 +38,26 @@ type FS struct {
 	server *fuse.Server
 	born   time.Time
 
-	// posted carries the tree changes that notify the kernel to the
-	// notifier goroutine: a notify must never run inside a FUSE handler,
-	// nor under a lock a handler may wait for (DESIGN rule 5), and the
-	// registry's event callbacks run under its event lock, sometimes
-	// inside a handler. So they post, and never wait.
+	// Tree changes that notify the kernel are posted to a queue of their
+	// device's: a notify must never run inside a FUSE handler, nor under a
+	// lock a handler may wait for (DESIGN rule 5), and the registry's event
+	// callbacks run under its event lock, sometimes inside a handler. So
+	// they post, and never wait. Each device's queue runs in order on a
+	// goroutine of its own while it has work: a notify that waits for the
+	// kernel (NotifyContent waits for pages a slow provider is filling)
+	// holds up that device only, never another's removal.
 	postMu      sync.Mutex
-	posted      []func()
-	postWake    chan struct{} // capacity 1: pokes the notifier
-	stopped     bool          // the notifier is gone: post runs fn itself
-	quit        chan struct{}
-	served      chan struct{} // closed when the kernel has let go of the mount
-	stopOnce    sync.Once
+	queues      map[*nvcore.Device]*notifyQueue
+	stopped     bool           // unmounted: post runs fn on a goroutine of its own
+	draining    sync.WaitGroup // the queues' goroutines
+	served      chan struct{}  // closed when the kernel has let go of the mount
 	unsubscribe func()
-	notifierEnd chan struct{}
+}
+
+// notifyQueue is one device's notifications, in the order they were posted.
+type notifyQueue struct {
+	fns     []func()
+	running bool // a goroutine is draining the queue
 }
 
 // entryTimeout lets the kernel cache names and attributes briefly; removal
@@ -74,16 +80,13 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		return nil, fmt.Errorf("mount %s: not a directory", dir)
 	}
 	f := &FS{
-		reg:         reg,
-		dir:         dir,
-		born:        time.Now(),
-		quit:        make(chan struct{}),
-		postWake:    make(chan struct{}, 1),
-		served:      make(chan struct{}),
-		notifierEnd: make(chan struct{}),
+		reg:    reg,
+		dir:    dir,
+		born:   time.Now(),
+		queues: map[*nvcore.Device]*notifyQueue{},
+		served: make(chan struct{}),
 	}
 	f.root = &dirNode{born: f.born}
-	go f.notifier()
 
 	timeout, negative := entryTimeout, time.Duration(0)
 	opts := &gofs.Options{
@@ -166,59 +169,61 @@ func (f *FS) Unmount() error {
 	return nil
 }
 
+// stopNotifier refuses new work to the queues and waits for the work
+// already posted.
 func (f *FS) stopNotifier() {
-	f.stopOnce.Do(func() { close(f.quit) })
-	<-f.notifierEnd
-}
-
-// notifier runs every tree change that tells the kernel something, one at a
-// time, outside any FUSE handler. Stopping, it runs what is left.
-func (f *FS) notifier() {
-	defer close(f.notifierEnd)
-	for {
-		select {
-		case <-f.postWake:
-			f.runPosted(false)
-		case <-f.quit:
-			f.runPosted(true)
-			return
-		}
-	}
-}
-
-func (f *FS) runPosted(stop bool) {
 	f.postMu.Lock()
-	list := f.posted
-	f.posted = nil
-	f.stopped = f.stopped || stop
+	f.stopped = true
 	f.postMu.Unlock()
-	for _, fn := range list {
-		fn()
-	}
+	f.draining.Wait()
 }
 
-// post queues fn for the notifier goroutine without ever blocking: it may
-// be called inside a FUSE handler, where waiting for the notifier (which
-// may wait for the kernel, which may wait for that handler) would hang.
-// Once the notifier is gone (unmounted), fn runs on a goroutine of its own.
-func (f *FS) post(fn func()) {
+// post queues fn behind the earlier notifications of device d without ever
+// blocking: it may be called inside a FUSE handler, where waiting (for a
+// notify, which may wait for the kernel, which may wait for that handler)
+// would hang. Once the mount is gone, fn runs on a goroutine of its own.
+func (f *FS) post(d *nvcore.Device, fn func()) {
 	f.postMu.Lock()
+	defer f.postMu.Unlock()
 	if f.stopped {
-		f.postMu.Unlock()
 		go fn()
 		return
 	}
-	f.posted = append(f.posted, fn)
-	f.postMu.Unlock()
-	select {
-	case f.postWake <- struct{}{}:
-	default:
+	q := f.queues[d]
+	if q == nil {
+		q = &notifyQueue{}
+		f.queues[d] = q
+	}
+	q.fns = append(q.fns, fn)
+	if !q.running {
+		q.running = true
+		f.draining.Add(1)
+		go f.drain(d, q)
+	}
+}
+
+// drain runs d's queue until it is empty, then forgets it.
+func (f *FS) drain(d *nvcore.Device, q *notifyQueue) {
+	defer f.draining.Done()
+	for {
+		f.postMu.Lock()
+		if len(q.fns) == 0 {
+			q.running = false
+			delete(f.queues, d)
+			f.postMu.Unlock()
+			return
+		}
+		fn := q.fns[0]
+		q.fns[0] = nil
+		q.fns = q.fns[1:]
+		f.postMu.Unlock()
+		fn()
 	}
 }
 
 // onEvent runs on the goroutine that registered or removed the device.
 // Adding touches only go-fuse's tree, so it runs here. Removal must notify
-// the kernel, so it runs on the notifier goroutine, and Remove waits for it
+// the kernel, so it runs on the device's notification queue, and Remove waits for it
 // (Event.Await): when Unregister returns, the device is out of the tree and out of the
 // kernel's caches.
 func (f *FS) onEvent(ev nvcore.Event) {
@@ -235,7 +240,7 @@ func (f *FS) onEvent(ev nvcore.Event) {
 		// notify needs while it waits for the event lock. Remove waits
 		// once it has let go of the lock.
 		done := make(chan struct{})
-		f.post(func() {
+		f.post(ev.Device, func() {
 			defer close(done)
 			f.removeDevice(ev.Device)
 		})
@@ -259,7 +264,7 @@ func (f *FS) addDevice(d *nvcore.Device) {
 	contentChanged := func() {}
 	if d.Cached() {
 		nvmem := dirIn.GetChild("nvmem")
-		contentChanged = func() { f.post(func() { nvmem.NotifyContent(0, 0) }) }
+		contentChanged = func() { f.post(d, func() { nvmem.NotifyContent(0, 0) }) }
 	}
 	add(dirIn, "type", &attrFile{dev: d, mode: 0o444, show: showType, born: f.born})
 	if d.CanWrite() {
@@ -280,7 +285,7 @@ func (f *FS) addDevice(d *nvcore.Device) {
 }
 
 // removeDevice takes the device's directory out of the tree, then tells the
-// kernel to drop its cached entry. Runs on the notifier goroutine only.
+// kernel to drop its cached entry. Runs on the device's queue only.
 func (f *FS) removeDevice(d *nvcore.Device) {
 	child := f.deviceInode(d)
 	if child == nil {
@@ -293,7 +298,7 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 		// into the cache: drop the pages once more a little later.
 		nvmem := child.GetChild("nvmem")
 		nvmem.NotifyContent(0, 0)
-		time.AfterFunc(50*time.Millisecond, func() { f.post(func() { nvmem.NotifyContent(0, 0) }) })
+		time.AfterFunc(50*time.Millisecond, func() { f.post(d, func() { nvmem.NotifyContent(0, 0) }) })
 	}
 	// The kernel would keep the inodes of nvmem, type and the cell files
 	// cached (and go-fuse their nodes, and through them the device and its
