@@ -6,12 +6,16 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nvmemfs/nvmemfs/backends/fault"
 )
 
 // mountCount is how many mounts are stacked on dir.
@@ -188,4 +192,55 @@ func TestControlSocketFolder(t *testing.T) {
 		t.Fatalf("another user listed root's mount: %v", r)
 	}
 	wantContains(t, "ls by another user", r.stderr, "permission denied")
+}
+
+// A provider stuck in a call keeps the shutdown waiting: SIGTERM starts
+// it, the log names the device and what its removal waits for, and a
+// second SIGTERM ends the server at once, with the mount detached rather
+// than left dead.
+func TestSecondSignalEndsAStuckShutdown(t *testing.T) {
+	// A fault provider whose first read sleeps close to a minute.
+	seed := uint64(0)
+	for ; fault.New(fault.Options{Size: 4096, Seed: seed, DelayRate: 1, MaxDelay: time.Minute}).Delay(0) < 50*time.Second; seed++ {
+	}
+	logPath := filepath.Join(t.TempDir(), "server.log")
+	conf := writeFile(t, t.TempDir(), "devices.conf", []byte(fmt.Sprintf("fault:4096,seed=%d,delays=1,max-delay=1m,xfer=4096,name=stuck\n", seed)))
+	mnt := mountNV(t, "--config", conf, "--log", logPath)
+	pids := serverPIDs(t, mnt)
+	if len(pids) != 1 {
+		t.Fatalf("servers %v", pids)
+	}
+
+	reader := exec.Command("dd", "if="+filepath.Join(mnt, "stuck", "nvmem"), "of=/dev/null", "bs=4096", "count=1", "status=none")
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { reader.Process.Kill(); reader.Wait() }()
+	time.Sleep(300 * time.Millisecond) // dd's read reaches the provider
+
+	syscall.Kill(pids[0], syscall.SIGTERM)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		log, _ := os.ReadFile(logPath)
+		if strings.Contains(string(log), "removal is slow") && strings.Contains(string(log), "device=stuck") &&
+			strings.Contains(string(log), `waiting_for="calls inside the provider to return"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line names the stuck removal:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(serverPIDs(t, mnt)) != 1 {
+		t.Fatal("the server ended by itself while a provider call is stuck")
+	}
+	syscall.Kill(pids[0], syscall.SIGTERM)
+	if left := waitServerGone(t, mnt, 5*time.Second); len(left) > 0 {
+		t.Fatalf("the server survived a second SIGTERM: %v", left)
+	}
+	if isMounted(t, mnt) {
+		t.Errorf("the second SIGTERM left %s mounted", mnt)
+	}
+	log, _ := os.ReadFile(logPath)
+	wantContains(t, "the server's log", string(log), "second signal: exiting without waiting for the removals")
 }

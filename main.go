@@ -278,12 +278,23 @@ func serve(c *cli.Context, mnt string) (err error) {
 	}
 	ctl.Serve()
 
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
 		s := <-sigs
 		slog.Info("signal: unmounting", "signal", s.String())
-		shutdown()
+		go shutdown()
+		// A provider stuck in a call keeps its removal, and so the
+		// shutdown, waiting (the log names it). A second signal ends the
+		// server without it: the mount is detached lazily, so that no dead
+		// mount is left behind, and descriptors still open under it fail.
+		s = <-sigs
+		slog.Error("second signal: exiting without waiting for the removals", "signal", s.String())
+		notifySystemd("STOPPING=1")
+		if err := control.LazyUnmount(mnt); err != nil {
+			slog.Error("lazy unmount", "mountpoint", mnt, "err", err)
+		}
+		os.Exit(1)
 	}()
 
 	slog.Info("mounted", "mountpoint", mnt, "devices", len(reg.Devices()))

@@ -15,10 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lazyUnmount detaches the mount on path: umount2(MNT_DETACH) as root, else
+// LazyUnmount detaches the mount on path: umount2(MNT_DETACH) as root, else
 // through the setuid fusermount3 (or fusermount), which lets a user unmount
 // the FUSE mounts they made.
-func lazyUnmount(path string) error {
+func LazyUnmount(path string) error {
 	err := unix.Unmount(path, unix.MNT_DETACH)
 	if err == nil || !errors.Is(err, unix.EPERM) {
 		return err
@@ -173,7 +173,7 @@ func CleanDeadMount(mountpoint string) (bool, error) {
 		if !deadMount(mountpoint) {
 			return cleaned, fmt.Errorf("%s: %w", mountpoint, ErrLiveMount)
 		}
-		if err := lazyUnmount(mountpoint); err != nil {
+		if err := LazyUnmount(mountpoint); err != nil {
 			return cleaned, fmt.Errorf("%s: a dead nvmemfs mount is there (its server is gone), and unmounting it failed: %w", mountpoint, err)
 		}
 		slog.Warn("a dead nvmemfs mount (its server was killed) was unmounted lazily", "mountpoint", mountpoint)

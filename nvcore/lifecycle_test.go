@@ -1,7 +1,10 @@
 package nvcore_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,4 +204,67 @@ func TestProviderPanicInSizeAndClose(t *testing.T) {
 	if _, err := reg.Register(nvcore.Config{Name: "c"}, nvcoretest.NewMemory(make([]byte, 8))); err != nil {
 		t.Errorf("the name is not free after a removal whose Close panicked: %v", err)
 	}
+}
+
+// A removal stuck behind a provider call is logged with the device and
+// what it waits for, again and again until it ends; removing everything
+// does not keep the other devices waiting for it.
+func TestSlowRemovalLoggedOthersNotHeld(t *testing.T) {
+	var logged syncBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+	defer slog.SetDefault(old)
+	oldAfter, oldEvery := nvcore.RemovalWarnAfter, nvcore.RemovalWarnEvery
+	nvcore.RemovalWarnAfter, nvcore.RemovalWarnEvery = 20*time.Millisecond, 20*time.Millisecond
+	defer func() { nvcore.RemovalWarnAfter, nvcore.RemovalWarnEvery = oldAfter, oldEvery }()
+
+	reg := nvcore.NewRegistry()
+	_, _, release := blockedRead(t, reg, "stuck")
+	defer release()
+	other := nvcoretest.NewMemory(make([]byte, 8))
+	if _, err := reg.Register(nvcore.Config{Name: "other"}, other); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { reg.Close(); close(closed) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !other.Closed() || strings.Count(logged.String(), "device=stuck") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("other closed: %v; log:\n%s", other.Closed(), logged.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(logged.String(), `waiting_for="calls inside the provider to return"`) {
+		t.Errorf("the log does not say what the removal waits for:\n%s", logged.String())
+	}
+	if done(closed, 50*time.Millisecond) {
+		t.Fatal("Close returned while a removal is stuck")
+	}
+	release()
+	if !done(closed, 5*time.Second) {
+		t.Fatal("Close did not return once the call returned")
+	}
+	n := strings.Count(logged.String(), "device=stuck")
+	time.Sleep(100 * time.Millisecond)
+	if strings.Count(logged.String(), "device=stuck") != n {
+		t.Error("still logging after the removal ended")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

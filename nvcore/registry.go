@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // EventKind names what happened, after the kernel's nvmem notifier events.
@@ -213,12 +215,16 @@ func (r *Registry) Remove(d *Device) error {
 		return d.errGone()
 	}
 	defer close(d.removed)
+	var stage atomic.Int32
+	defer watchRemoval(d, &stage)()
 	d.srcu.Synchronize()
+	stage.Store(stageClose)
 	closeErr := closeProvider(d.provider)
 	if c, ok := d.wp.(io.Closer); ok {
 		closeErr = errors.Join(closeErr, c.Close())
 	}
 
+	stage.Store(stageSubscribers)
 	var awaits []func()
 	r.eventMu.Lock()
 	for _, c := range slices.Backward(d.Cells()) {
@@ -249,8 +255,8 @@ func (r *Registry) Close() error {
 	return r.RemoveAll()
 }
 
-// RemoveAll removes every device, one after another, and joins their
-// errors. It also waits for the removals already under way.
+// RemoveAll removes every device, all at once, and joins their errors. It
+// also waits for the removals already under way.
 func (r *Registry) RemoveAll() error {
 	r.mu.Lock()
 	all := make([]*Device, 0, len(r.devices))
@@ -258,13 +264,69 @@ func (r *Registry) RemoveAll() error {
 		all = append(all, d)
 	}
 	r.mu.Unlock()
-	var errs []error
-	for _, d := range all {
-		if err := r.Remove(d); err != nil && !errors.Is(err, ErrNoDevice) {
-			errs = append(errs, err)
-		}
+	// At once, not one after another: a device whose provider hangs must
+	// not keep the others open.
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, d := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Remove(d); err != nil && !errors.Is(err, ErrNoDevice) {
+				errs[i] = err
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// What a removal may wait for, in order.
+const (
+	stageDrain int32 = iota
+	stageClose
+	stageSubscribers
+)
+
+var stageNames = [...]string{
+	stageDrain:       "calls inside the provider to return",
+	stageClose:       "the provider's Close",
+	stageSubscribers: "the file system to drop the device",
+}
+
+// RemovalWarnAfter is how long a removal may take before it is logged, with
+// the device and what it waits for; it is logged again every
+// RemovalWarnEvery until it ends. A provider stuck in a call keeps its
+// removal waiting for ever: the log says which one.
+var (
+	RemovalWarnAfter = 2 * time.Second
+	RemovalWarnEvery = 30 * time.Second
+)
+
+// watchRemoval logs d's removal while it lasts too long; the returned
+// function ends the watch.
+func watchRemoval(d *Device, stage *atomic.Int32) (stop func()) {
+	start := time.Now()
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock() // t is read by the timer's function
+	defer mu.Unlock()
+	t = time.AfterFunc(RemovalWarnAfter, func() {
+		slog.Warn("removal is slow", "device", d.name, "waiting_for", stageNames[stage.Load()],
+			"since", time.Since(start).Round(time.Millisecond))
+		mu.Lock()
+		if !stopped {
+			t.Reset(RemovalWarnEvery)
+		}
+		mu.Unlock()
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
 }
 
 // Device finds a registered device by name.

@@ -155,6 +155,10 @@ type draw struct {
 	keep                 float64 // the part of a short transfer kept, [0, 1)
 }
 
+// Delay is how long the call-th ReadAt (counting from 0) sleeps before it
+// goes on: a test picks a seed whose first call stalls as long as it needs.
+func (p *Provider) Delay(call uint64) time.Duration { return p.draw(call).delay }
+
 func (p *Provider) draw(call uint64) draw {
 	u := func(j uint64) float64 {
 		return float64(splitmix(p.fkey+(call*8+j)*golden)>>11) / (1 << 53)
