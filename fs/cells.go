@@ -29,6 +29,31 @@ var cellInos atomic.Uint64
 
 const cellInoBase = 1 << 62
 
+// rootDir is the mount's root: one folder a device.
+type rootDir struct {
+	dirNode
+}
+
+var _ gofs.NodeLookuper = (*rootDir)(nil)
+
+// Lookup finds a device's folder, unless the device is going: its removal
+// is dropping the name from the kernel's cache, which must not get it
+// back from a lookup.
+func (n *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	child := n.GetChild(name)
+	if child == nil {
+		return nil, syscall.ENOENT
+	}
+	dir, ok := child.Operations().(*deviceDir)
+	if !ok || dir.dev.Gone() {
+		return nil, syscall.ENOENT
+	}
+	var a fuse.AttrOut
+	dir.Getattr(ctx, nil, &a)
+	out.Attr = a.Attr
+	return child, 0
+}
+
 // deviceDir is <mnt>/<dev>: nvmem, type and force_ro always, and cells/
 // while the device has cells.
 type deviceDir struct {

@@ -34,7 +34,7 @@ type Options struct {
 type FS struct {
 	reg    *nvcore.Registry
 	dir    string
-	root   *dirNode
+	root   *rootDir
 	server *fuse.Server
 	born   time.Time
 
@@ -86,7 +86,7 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		queues: map[*nvcore.Device]*notifyQueue{},
 		served: make(chan struct{}),
 	}
-	f.root = &dirNode{born: f.born}
+	f.root = &rootDir{dirNode{born: f.born}}
 
 	timeout, negative := entryTimeout, time.Duration(0)
 	opts := &gofs.Options{
@@ -305,11 +305,7 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 	// provider) until memory ran short: tell it each one is deleted, and
 	// let go-fuse drop the nodes once the kernel forgets them.
 	dropSubtree(child)
-	f.root.RmChild(d.Name())
-	// ENOENT means the kernel had no entry cached: nothing to drop. Before
-	// the mount is served, or after it is gone, the call fails harmlessly.
-	f.root.NotifyDelete(d.Name(), child)
-	child.ForgetPersistent()
+	dropChild(f.root.EmbeddedInode(), d.Name(), child)
 }
 
 // dropSubtree deletes dir's children, deepest first, from the kernel's
@@ -317,10 +313,23 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 func dropSubtree(dir *gofs.Inode) {
 	for name, child := range dir.Children() {
 		dropSubtree(child)
-		dir.RmChild(name)
-		dir.NotifyDelete(name, child)
-		child.ForgetPersistent()
+		dropChild(dir, name, child)
 	}
+}
+
+// dropChild deletes one name of a going device: first from the kernel's
+// cache, then from go-fuse's tree, which a listing reads. In this order a
+// name that a listing no longer shows never still answers stat from the
+// kernel's cache (the other order let it for up to the entry timeout).
+// Lookups in between are refused (rootDir and deviceDir refuse a going
+// device), so nothing caches the name again; NotifyDelete itself waits
+// for the lookups already in the kernel. ENOENT from it means the kernel
+// had no entry cached; before the mount is served, or after it is gone,
+// it fails harmlessly.
+func dropChild(parent *gofs.Inode, name string, child *gofs.Inode) {
+	parent.NotifyDelete(name, child)
+	parent.RmChild(name)
+	child.ForgetPersistent()
 }
 
 // deviceInode returns the root's child for d, or nil if the name is absent
