@@ -215,7 +215,7 @@ func TestSecondSignalEndsAStuckShutdown(t *testing.T) {
 	if err := reader.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { reader.Process.Kill(); reader.Wait() }()
+	defer reader.Process.Kill()
 	time.Sleep(300 * time.Millisecond) // dd's read reaches the provider
 
 	syscall.Kill(pids[0], syscall.SIGTERM)
@@ -243,4 +243,18 @@ func TestSecondSignalEndsAStuckShutdown(t *testing.T) {
 	}
 	log, _ := os.ReadFile(logPath)
 	wantContains(t, "the server's log", string(log), "second signal: exiting without waiting for the removals")
+	if strings.Contains(string(log), "abort the FUSE connection") {
+		t.Errorf("the connection was not aborted:\n%s", log)
+	}
+	// The read stuck in the provider failed with the connection, at once.
+	waited := make(chan error, 1)
+	go func() { waited <- reader.Wait() }()
+	select {
+	case err := <-waited:
+		if err == nil {
+			t.Error("dd of the stuck device succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("dd still waits for its read after the server ended")
+	}
 }

@@ -286,11 +286,15 @@ func serve(c *cli.Context, mnt string) (err error) {
 		go shutdown()
 		// A provider stuck in a call keeps its removal, and so the
 		// shutdown, waiting (the log names it). A second signal ends the
-		// server without it: the mount is detached lazily, so that no dead
+		// server without it: the FUSE connection is aborted (see
+		// AbortConnection), the mount detached lazily, so that no dead
 		// mount is left behind, and descriptors still open under it fail.
 		s = <-sigs
 		slog.Error("second signal: exiting without waiting for the removals", "signal", s.String())
 		notifySystemd("STOPPING=1")
+		if err := control.AbortConnection(mnt); err != nil {
+			slog.Error("abort the FUSE connection", "mountpoint", mnt, "err", err)
+		}
 		if err := control.LazyUnmount(mnt); err != nil {
 			slog.Error("lazy unmount", "mountpoint", mnt, "err", err)
 		}

@@ -30,7 +30,7 @@ func TestParseMountinfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Mount{{"/tmp/a b", FSType, 1000}, {"/tmp/a b", FSType, 0}}
+	want := []Mount{{"/tmp/a b", FSType, 1000, "0:45"}, {"/tmp/a b", FSType, 0, "0:46"}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
@@ -429,5 +429,18 @@ func waitClosed(ch <-chan struct{}, d time.Duration) bool {
 		return true
 	case <-time.After(d):
 		return false
+	}
+}
+
+func TestConnectionID(t *testing.T) {
+	for dev, want := range map[string]string{"0:45": "45", "0:1234567": "1234567", "8:1": "8388609"} {
+		if got, err := connectionID(dev); err != nil || got != want {
+			t.Errorf("connectionID(%q) = %q, %v; want %q", dev, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "45", "a:b", "0:"} {
+		if _, err := connectionID(bad); err == nil {
+			t.Errorf("connectionID(%q): no error", bad)
+		}
 	}
 }

@@ -67,7 +67,8 @@ func Resolve(mountpoint string) (string, error) {
 type Mount struct {
 	Point  string // where it is mounted, unescaped
 	FSType string
-	UserID int // the FUSE server's user (the user_id= option); -1 if none
+	UserID int    // the FUSE server's user (the user_id= option); -1 if none
+	Dev    string // the file system's device number, MAJ:MIN
 }
 
 // MountsAt returns the mounts stacked on path, bottom first.
@@ -101,7 +102,7 @@ func parseMountinfo(r io.Reader, path string) ([]Mount, error) {
 		if unescapeMountinfo(f[4]) != path {
 			continue
 		}
-		m := Mount{Point: path, FSType: f[sep+1], UserID: -1}
+		m := Mount{Point: path, FSType: f[sep+1], UserID: -1, Dev: f[2]}
 		for _, opt := range strings.Split(f[sep+3], ",") {
 			if v, ok := strings.CutPrefix(opt, "user_id="); ok {
 				if id, err := strconv.Atoi(v); err == nil {
@@ -179,4 +180,49 @@ func CleanDeadMount(mountpoint string) (bool, error) {
 		slog.Warn("a dead nvmemfs mount (its server was killed) was unmounted lazily", "mountpoint", mountpoint)
 		cleaned = true
 	}
+}
+
+// fusectl is where the kernel's FUSE control file system is mounted.
+const fusectl = "/sys/fs/fuse/connections"
+
+// connectionID is the name of a FUSE connection's folder in fusectl: the
+// superblock's device number as the kernel encodes it (major << 20 | minor;
+// FUSE mounts have major 0).
+func connectionID(dev string) (string, error) {
+	maj, min, ok := strings.Cut(dev, ":")
+	major, err1 := strconv.ParseUint(maj, 10, 32)
+	minor, err2 := strconv.ParseUint(min, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return "", fmt.Errorf("bad device number %q", dev)
+	}
+	return strconv.FormatUint(major<<20|minor, 10), nil
+}
+
+// AbortConnection aborts the FUSE connection of the nvmemfs mount at
+// mountpoint, as `echo 1 > /sys/fs/fuse/connections/N/abort` does: every
+// request waiting for the server fails at once. A server that gives up
+// must do this before it exits: one of its threads may be inside the
+// kernel, delivering a notification that waits for a page a READ holds
+// locked, and that READ is answered by no one once the server is leaving;
+// the process would never finish exiting, nor the mount ever be free.
+// fusectl is mounted if it is not (as root).
+func AbortConnection(mountpoint string) error {
+	mounts, err := MountsAt(mountpoint)
+	if err != nil {
+		return err
+	}
+	if len(mounts) == 0 || mounts[len(mounts)-1].FSType != FSType {
+		return fmt.Errorf("%s: no nvmemfs mount there", mountpoint)
+	}
+	id, err := connectionID(mounts[len(mounts)-1].Dev)
+	if err != nil {
+		return err
+	}
+	abort := filepath.Join(fusectl, id, "abort")
+	if _, err := os.Stat(abort); err != nil {
+		if err := unix.Mount("fusectl", fusectl, "fusectl", 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount fusectl on %s: %w", fusectl, err)
+		}
+	}
+	return os.WriteFile(abort, []byte("1"), 0)
 }
