@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -256,5 +257,145 @@ func TestSecondSignalEndsAStuckShutdown(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("dd still waits for its read after the server ended")
+	}
+}
+
+// A server out of descriptors (ulimit -n, many devices) refuses the attach
+// that needs one more, with the reason, and goes on answering: several
+// commands at once while the table is full, then detach and attach again.
+// (Before, one failed accept ended the accept loop, and every later
+// command hung.)
+func TestServerOutOfDescriptors(t *testing.T) {
+	requireFUSE(t)
+	mnt := t.TempDir()
+	t.Cleanup(func() { cleanupMount(t, mnt) })
+	mustOK(t, runCmd(t, cmdOpts{}, "sh", "-c", `ulimit -n 40 && exec "$0" mount "$1"`, nvmemfsBin, mnt))
+	dir := t.TempDir()
+	attached := 0
+	var lastErr string
+	for i := range 100 {
+		img := writeFile(t, dir, fmt.Sprintf("d%d.bin", i), pattern(64, byte(i)))
+		r := nv(t, "attach", "-m", mnt, fmt.Sprintf("file:%s,name=d%d", img, i))
+		if r.code != 0 {
+			lastErr = r.stderr
+			break
+		}
+		attached++
+	}
+	if attached == 0 || attached == 100 {
+		t.Fatalf("attached %d devices under ulimit -n 40 (last error %q)", attached, lastErr)
+	}
+	wantContains(t, "the attach past the limit", lastErr, "too many open files")
+
+	var wg sync.WaitGroup
+	results := make([]result, 6)
+	for i := range results {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = nv(t, "ls", "-m", mnt) }()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("ls %d with the descriptor table full: %v", i, r)
+		}
+	}
+	mustOK(t, nv(t, "detach", "-m", mnt, "d0", "d1"))
+	img := writeFile(t, dir, "again.bin", pattern(64, 99))
+	mustOK(t, nv(t, "attach", "-m", mnt, "file:"+img+",name=again"))
+	if got := lsJSON(t, cmdOpts{}, "-m", mnt); len(got) != attached-1 {
+		t.Errorf("ls lists %d devices, want %d", len(got), attached-1)
+	}
+}
+
+// A user's server keeps its control socket in /tmp/nvmemfs-UID when the
+// user has no /run/user/UID. Another user who made that folder first
+// does not get the socket: the server refuses the folder and says why,
+// and works once the folder is gone. This also runs the whole non-root
+// path: fusermount3, the socket, ls and unmount by that user.
+func TestSquattedSocketFolder(t *testing.T) {
+	requireFUSE(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as two other users")
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("no fusermount3 (package fuse3): an unprivileged user cannot mount")
+	}
+	if st, err := os.Stat("/dev/fuse"); err != nil || st.Mode().Perm()&0o006 != 0o006 {
+		msg := "/dev/fuse is not open to other users (udev makes it 0666 on Debian; .ci/run does too)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	const user, squatter = 65534, 65533
+	if _, err := os.Stat(fmt.Sprintf("/run/user/%d", user)); err == nil {
+		t.Skipf("/run/user/%d exists: the user's sockets go there", user)
+	}
+	// A copy of the binary, and a mountpoint, that the user may use.
+	shared, err := os.MkdirTemp("", "nvmemfs-squat-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	os.Chmod(shared, 0o755)
+	bin := filepath.Join(shared, "nvmemfs")
+	data, err := os.ReadFile(nvmemfsBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(shared, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(mnt, user, user)
+	as := func(uid int, args ...string) result {
+		return runCmd(t, cmdOpts{}, "setpriv", append([]string{
+			fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups", bin}, args...)...)
+	}
+	t.Cleanup(func() {
+		if isMounted(t, mnt) {
+			as(user, "unmount", mnt)
+		}
+		if isMounted(t, mnt) {
+			runCmd(t, cmdOpts{}, "umount", "-l", mnt)
+			t.Errorf("%s was left mounted", mnt)
+		}
+	})
+
+	folder := fmt.Sprintf("/tmp/nvmemfs-%d", user)
+	os.RemoveAll(folder)
+	t.Cleanup(func() { os.RemoveAll(folder) })
+	if err := os.Mkdir(folder, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(folder, squatter, squatter)
+	os.Chmod(folder, 0o777)
+
+	stderr := mustFail(t, as(user, "mount", "--demo", mnt))
+	wantContains(t, "mount with a squatted socket folder", stderr, folder, fmt.Sprintf("belongs to uid %d", squatter))
+	if isMounted(t, mnt) {
+		t.Fatal("the refused server left its mount")
+	}
+
+	os.RemoveAll(folder)
+	mustOK(t, as(user, "mount", "--demo", mnt))
+	st, err := os.Stat(folder)
+	if err != nil || st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != user {
+		t.Errorf("%s: %v, %v; want a folder of uid %d, mode 0700", folder, st.Mode(), err, user)
+	}
+	if r := as(user, "ls", "-m", mnt); r.code != 0 || !strings.Contains(r.stdout, "demo-eeprom") {
+		t.Errorf("ls by the server's user: %v", r)
+	}
+	// The squatter cannot reach it, and is told so.
+	r := as(squatter, "ls", "-m", mnt)
+	if r.code == 0 {
+		t.Errorf("another user listed the server's devices: %v", r)
+	}
+	mustOK(t, as(user, "unmount", mnt))
+	if isMounted(t, mnt) {
+		t.Error("unmount by the server's user left the mount")
 	}
 }
