@@ -15,6 +15,8 @@ import (
 	"os"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nvmemfs/nvmemfs/nvcore"
 )
 
@@ -35,6 +37,9 @@ type Image struct {
 	offset int64
 	size   int64
 	dirty  atomic.Bool
+	// regular: the image is a regular file, which a write past its end
+	// would grow (a block device cannot grow).
+	regular bool
 }
 
 // ReadOnlyImage is a read-only window of an image file: it has no WriteAt,
@@ -58,15 +63,11 @@ func open(o Options) (*Image, error) {
 	if o.Offset < 0 || o.Size < 0 {
 		return nil, fmt.Errorf("image %s: offset and size must not be negative", o.Path)
 	}
-	flag := os.O_RDWR
-	if o.ReadOnly {
-		flag = os.O_RDONLY
-	}
-	f, err := os.OpenFile(o.Path, flag, 0)
+	f, err := openImage(o.Path, o.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
-	total, err := imageSize(f)
+	total, regular, err := imageSize(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("image %s: %w", o.Path, err)
@@ -87,23 +88,83 @@ func open(o Options) (*Image, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Image{f: f, offset: o.Offset, size: size}, nil
+	return &Image{f: f, offset: o.Offset, size: size, regular: regular}, nil
+}
+
+// openImage opens a regular file or a block device, and nothing else,
+// without blocking: open(2) of a FIFO waits for a writer, and opening a
+// character device may do something by itself (a watchdog starts, a tape
+// rewinds). So the path's type is checked before the open, the open does
+// not block (O_NONBLOCK), and the type is checked again on the descriptor,
+// in case the path changed in between.
+func openImage(path string, readOnly bool) (*os.File, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	if err := checkKind(path, st.Mode); err != nil {
+		return nil, err
+	}
+	flag := unix.O_RDWR
+	if readOnly {
+		flag = unix.O_RDONLY
+	}
+	fd, err := unix.Open(path, flag|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	err = unix.Fstat(fd, &st)
+	if err == nil {
+		err = checkKind(path, st.Mode)
+	}
+	if err == nil {
+		// Back to blocking I/O, which a regular file or a block device
+		// does anyway, so that os.File never hands it to the poller.
+		err = unix.SetNonblock(fd, false)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// checkKind refuses what is not a regular file or a block device, naming
+// what it is.
+func checkKind(path string, mode uint32) error {
+	var what string
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFBLK:
+		return nil
+	case unix.S_IFDIR:
+		what = "a directory"
+	case unix.S_IFCHR:
+		what = "a character device"
+	case unix.S_IFIFO:
+		what = "a FIFO (named pipe)"
+	case unix.S_IFSOCK:
+		what = "a socket"
+	default:
+		what = fmt.Sprintf("of file type %#o", mode&unix.S_IFMT)
+	}
+	return fmt.Errorf("image %s is %s, not a regular file or a block device", path, what)
 }
 
 // imageSize works for regular files and for block devices, whose Stat size
-// is 0.
-func imageSize(f *os.File) (int64, error) {
+// is 0. It also says which of the two f is.
+func imageSize(f *os.File) (size int64, regular bool, err error) {
 	st, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	switch {
 	case st.Mode().IsRegular():
-		return st.Size(), nil
+		return st.Size(), true, nil
 	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
-		return f.Seek(0, io.SeekEnd)
+		size, err = f.Seek(0, io.SeekEnd)
+		return size, false, err
 	}
-	return 0, errors.New("not a regular file or a block device")
+	return 0, false, errors.New("not a regular file or a block device")
 }
 
 // Size is the size of the window.
@@ -122,8 +183,30 @@ func (i *Image) WriteAt(p []byte, off int64) (int, error) {
 	if !i.inside(len(p), off) {
 		return 0, fmt.Errorf("%w: write of %d bytes at %#x outside the window", os.ErrInvalid, len(p), off)
 	}
+	if i.regular {
+		if err := i.checkGrowth(len(p), off); err != nil {
+			return 0, err
+		}
+	}
 	i.dirty.Store(true)
 	return i.f.WriteAt(p, i.offset+off)
+}
+
+// checkGrowth refuses a write that would grow the image: the window was
+// inside the image at open, but another program may have truncated the
+// image since, and pwrite(2) past its end would extend it again. It costs
+// one fstat(2) a write; a truncate racing with the write is not covered.
+func (i *Image) checkGrowth(n int, off int64) error {
+	st, err := i.f.Stat()
+	if err != nil {
+		return err
+	}
+	// No overflow: the window ended inside the image at open, so
+	// i.offset+i.size <= MaxInt64, and off+n <= i.size.
+	if end := i.offset + off + int64(n); end > st.Size() {
+		return fmt.Errorf("image %s shrank to %#x bytes since it was attached: a write of %d bytes at %#x would grow it; detach and attach it again", i.f.Name(), st.Size(), n, i.offset+off)
+	}
+	return nil
 }
 
 // inside reports whether n bytes at off lie in the window. It never adds
