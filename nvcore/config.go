@@ -103,11 +103,20 @@ type Config struct {
 	Layout Layout
 }
 
-// validName accepts what makes a good directory name and a good word in a
-// config line: letters, digits and . _ - : +, not starting with a dot.
-func validName(s string) error {
-	if s == "" || len(s) > 255 {
-		return fmt.Errorf("%w: name %q must be 1 to 255 characters", ErrInvalid, s)
+// NameMax is the most bytes a file name may have (Linux NAME_MAX): a
+// device's folder and a cell's file must be names every file system takes,
+// so that a copy of the tree elsewhere works.
+const NameMax = 255
+
+// CheckName checks a device name: it becomes a directory name and a word in
+// a config line, so it is 1 to NameMax bytes of letters, digits and
+// . _ - : +, not starting with a dot.
+func CheckName(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty device name: give one, or leave it out for nvmem<N>", ErrInvalid)
+	}
+	if len(s) > NameMax {
+		return fmt.Errorf("%w: device name %s is %d bytes: a name is at most %d", ErrInvalid, shortName(s), len(s), NameMax)
 	}
 	if s[0] == '.' {
 		return fmt.Errorf("%w: name %q must not start with a dot", ErrInvalid, s)
@@ -121,11 +130,19 @@ func validName(s string) error {
 	return nil
 }
 
+// shortName quotes a name for a message, cutting a long one.
+func shortName(s string) string {
+	if len(s) > 40 {
+		return fmt.Sprintf("%q...", s[:40])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
 // validate checks cfg against a provider of the given size and fills in the
 // defaults. Errors say what is wrong and where.
 func (cfg *Config) validate(size int64) error {
 	if cfg.Name != "" {
-		if err := validName(cfg.Name); err != nil {
+		if err := CheckName(cfg.Name); err != nil {
 			return err
 		}
 	}
@@ -193,9 +210,15 @@ func (c CellInfo) FileName() string {
 // stride (SPEC 4): aligned, inside the device, and a bit field that fits its
 // bytes. Register calls it; a parser calls it too to point at the line.
 func (c CellInfo) Validate(size int64, wordSize, stride int) error {
-	where := fmt.Sprintf("%q at %#x", c.Name, c.Offset)
+	where := fmt.Sprintf("%s at %#x", shortName(c.Name), c.Offset)
 	if c.Name == "" || strings.ContainsAny(c.Name, "/@\x00") {
 		return fmt.Errorf("%w: cell name %q must be non-empty, without / or @", ErrInvalid, c.Name)
+	}
+	// The rule caps the file name, <name>@<off>,<bit>, which is what a
+	// lookup and a copy see: the name gets what the suffix leaves.
+	if file := c.FileName(); len(file) > NameMax {
+		suffix := len(file) - len(c.Name)
+		return fmt.Errorf("%w: %s: its file name is %d bytes, over the %d of a file name: at this offset the name may have at most %d bytes", ErrInvalid, where, len(file), NameMax, NameMax-suffix)
 	}
 	switch {
 	case c.Offset < 0:
