@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/nvmemfs/nvmemfs/backends/spec"
 	"github.com/nvmemfs/nvmemfs/control"
@@ -91,6 +92,23 @@ func findTarget(c *cli.Context, name string) (*target, error) {
 	return t, nil
 }
 
+// explainRefusal says "read-only" where a write was refused because the
+// device is (its nvmem file has no write bit, or force_ro is set: the open
+// or the write then fail with EACCES or EPERM), not "permission denied".
+// Other errors come back as they are.
+func (t *target) explainRefusal(err error) error {
+	if !errors.Is(err, os.ErrPermission) && !errors.Is(err, unix.EROFS) {
+		return err
+	}
+	if fi, statErr := os.Stat(t.path); statErr == nil && fi.Mode().Perm()&0o222 == 0 {
+		return fmt.Errorf("%s is read-only (mode %04o); nothing written", t.path, fi.Mode().Perm())
+	}
+	if t.info != nil && t.info.ForceRO {
+		return fmt.Errorf("%s is read-only: force_ro is set (echo 0 > %s); nothing written", t.path, filepath.Join(filepath.Dir(t.path), "force_ro"))
+	}
+	return err
+}
+
 // open opens the target for reading, and for writing when write is set.
 func (t *target) open(write bool) (*os.File, int64, error) {
 	flag := os.O_RDONLY
@@ -99,6 +117,9 @@ func (t *target) open(write bool) (*os.File, int64, error) {
 	}
 	f, err := os.OpenFile(t.path, flag, 0)
 	if err != nil {
+		if write {
+			err = t.explainRefusal(err)
+		}
 		return nil, 0, err
 	}
 	fi, err := f.Stat()
@@ -214,13 +235,21 @@ func envCmd(c *cli.Context) error {
 		return err
 	}
 	if err := env.Save(f, c.Bool("force")); err != nil {
+		return t.explainRefusal(err)
+	}
+	if err := f.Sync(); err != nil {
 		return err
 	}
-	return f.Sync()
+	if op[0] == "set" {
+		report("%s: %s=%s", c.Args().First(), op[1], op[2])
+	} else {
+		report("%s: %s removed", c.Args().First(), op[1])
+	}
+	return nil
 }
 
 func tlvCmd(c *cli.Context) error {
-	_, f, size, op, err := openEdit(c, "CODE", "delete")
+	t, f, size, op, err := openEdit(c, "CODE", "delete")
 	if err != nil {
 		return err
 	}
@@ -266,10 +295,18 @@ func tlvCmd(c *cli.Context) error {
 	// so a cut leaves the fewest bytes changed and a re-run repairs it.
 	for _, span := range layouts.TLVChangedSpans(old, next) {
 		if _, err := f.WriteAt(next[span[0]:span[1]], int64(span[0])); err != nil {
-			return fmt.Errorf("tlv: %w", err)
+			return fmt.Errorf("tlv: %w", t.explainRefusal(err))
 		}
 	}
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if op[0] == "set" {
+		report("%s: %s set to %q", c.Args().First(), op[1], op[2])
+	} else {
+		report("%s: %s deleted", c.Args().First(), op[1])
+	}
+	return nil
 }
 
 // tlvMaxSize is the most a TlvInfo occupies: header and TLVs fit 2 KiB.

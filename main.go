@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +115,18 @@ func flagsFirst(app *cli.App, args []string) []string {
 	cmd := app.Command(args[1])
 	if cmd == nil {
 		return args
+	}
+	// --help or -h anywhere before "--" asks for the command's help, and
+	// only for that: urfave/cli would take the arguments for help topics.
+	if !cmd.HideHelp {
+		for _, a := range args[2:] {
+			if a == "--" {
+				break
+			}
+			if slices.Contains(cli.HelpFlag.Names(), strings.TrimLeft(a, "-")) && strings.HasPrefix(a, "-") {
+				return []string{args[0], args[1], "--help"}
+			}
+		}
 	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
@@ -429,7 +442,24 @@ func requestCmd(op string) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
+		if len(resp.Errors) == 0 {
+			report("%sed %s", op, strings.Join(c.Args().Slice(), " "))
+		}
 		return respErrors(resp)
+	}
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// report says briefly what a command changed, on standard error when it
+// is a terminal; a script sees nothing.
+func report(format string, args ...any) {
+	if isTerminal(os.Stderr) {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 )
 
 func transferCommands(mountFlag cli.Flag) []*cli.Command {
@@ -48,8 +47,7 @@ type progress struct {
 }
 
 func newProgress(verb string, total int64) *progress {
-	_, err := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS)
-	return &progress{verb: verb, total: total, start: time.Now(), tty: err == nil}
+	return &progress{verb: verb, total: total, start: time.Now(), tty: isTerminal(os.Stderr)}
 }
 
 func (p *progress) update(done int64) {
@@ -182,7 +180,7 @@ func flashCmd(c *cli.Context) error {
 	err = copyRange(dev, src, n, p)
 	p.finish()
 	if err != nil {
-		return wrapCmd("flash", err)
+		return wrapCmd("flash", t.explainRefusal(err))
 	}
 	if err := dev.Sync(); err != nil {
 		return wrapCmd("flash", err)

@@ -67,14 +67,14 @@ type DeviceInfo struct {
 	ForceRO  bool   `json:"force_ro"`
 	WordSize int    `json:"word_size"`
 	Stride   int    `json:"stride"`
-	Source   string `json:"source,omitempty"`
+	Source   string `json:"source"`
 	// Hardware names what the device sits on ("i2c-3"), when known.
-	Hardware string `json:"hardware,omitempty"`
+	Hardware string `json:"hardware"`
 	// Layout is the layout named in the SPEC; LayoutError says why it
 	// found no cells, if it did not.
-	Layout      string     `json:"layout,omitempty"`
-	LayoutError string     `json:"layout_error,omitempty"`
-	Cells       []CellInfo `json:"cells,omitempty"`
+	Layout      string     `json:"layout"`
+	LayoutError string     `json:"layout_error"`
+	Cells       []CellInfo `json:"cells"`
 }
 
 // CellInfo describes a cell for ls.
@@ -82,10 +82,10 @@ type CellInfo struct {
 	Name      string `json:"name"`
 	Offset    int64  `json:"offset"`
 	Bytes     int    `json:"bytes"`
-	BitOffset int    `json:"bit_offset,omitempty"`
-	NBits     int    `json:"nbits,omitempty"`
+	BitOffset int    `json:"bit_offset"`
+	NBits     int    `json:"nbits"`
 	// Layout is the layout that found the cell; empty for a declared cell.
-	Layout string `json:"layout,omitempty"`
+	Layout string `json:"layout"`
 }
 
 // runtimeDirs are the folders where a server run by uid may keep its
@@ -399,7 +399,8 @@ func (s *Server) handle(req Request) Response {
 			// removed is found, and the detach returns once it is closed.
 			err := s.reg.Unregister(name)
 			if err != nil && !(req.IgnoreMissing && errors.Is(err, nvcore.ErrNoDevice)) {
-				fail(fmt.Errorf("detach %s: %w", name, err))
+				// err names the device already.
+				fail(fmt.Errorf("detach %w", err))
 			}
 		}
 	case "detach-hardware":
@@ -452,7 +453,7 @@ func (s *Server) List() []DeviceInfo {
 			WordSize: d.WordSize(), Stride: d.Stride(),
 		}
 		if sp != nil {
-			info.Source, info.Hardware = sp.Text, sp.Hardware
+			info.Source, info.Hardware = displaySource(sp), sp.Hardware
 		}
 		if l := d.Layout(); l != nil {
 			info.Layout = l.Name()
@@ -460,6 +461,7 @@ func (s *Server) List() []DeviceInfo {
 		if err := d.LayoutError(); err != nil {
 			info.LayoutError = err.Error()
 		}
+		info.Cells = []CellInfo{}
 		for _, c := range d.Cells() {
 			ci := c.Info()
 			info.Cells = append(info.Cells, CellInfo{ci.Name, ci.Offset, ci.Bytes, ci.BitOffset, ci.NBits, ci.Layout})
@@ -637,4 +639,22 @@ func (q *orderedJobs) waitsLocked(j *orderedJob) bool {
 		}
 	}
 	return false
+}
+
+// displaySource is the SPEC a device came from as ls shows it: as typed,
+// but with the image and cells file of a file device as absolute paths, so
+// that a user sees which image is in use (a demo's images, say, are
+// copies in a temporary folder). A SPEC's PATH holds no comma.
+func displaySource(sp *spec.Spec) string {
+	if sp.Kind != "file" {
+		return sp.Text
+	}
+	parts := strings.Split(sp.Text, ",")
+	parts[0] = "file:" + sp.Path
+	for i, opt := range parts[1:] {
+		if strings.HasPrefix(opt, "cells=") && sp.CellsFile != "" {
+			parts[i+1] = "cells=" + sp.CellsFile
+		}
+	}
+	return strings.Join(parts, ",")
 }
