@@ -39,6 +39,27 @@ func New(name string, env EnvConfig) (nvcore.Layout, error) {
 	return nil, fmt.Errorf("%w: unknown layout %q (known: %s)", nvcore.ErrInvalid, name, strings.Join(Names, ", "))
 }
 
+// Check says whether the layout's options fit a device of devSize bytes,
+// so that a SPEC whose env-size the device cannot hold is refused at
+// attach. With auto, an env-size is tried as a single copy first, so it
+// must fit the device.
+func Check(name string, env EnvConfig, devSize int64) error {
+	switch name {
+	case "u-boot-env":
+		env.Redundant = false
+	case "u-boot-env-redundant":
+		env.Redundant = true
+	case "auto":
+		if env.Size == 0 {
+			return nil
+		}
+		env.Redundant, env.AutoSize = false, false
+	default:
+		return nil
+	}
+	return env.Check(devSize)
+}
+
 // ParseEnvFlags reads the env-flags option: counter or boolean.
 func ParseEnvFlags(s string) (EnvFlags, error) {
 	switch s {

@@ -153,12 +153,31 @@ func (c EnvConfig) resolve(devSize int64) (EnvConfig, error) {
 	switch {
 	case c.Size < least:
 		return c, fmt.Errorf("%w: %s: copy size %#x: a copy needs at least %d bytes (device size %#x)", nvcore.ErrInvalid, name, c.Size, least, devSize)
+	case !c.Redundant && c.Size > devSize:
+		return c, fmt.Errorf("%w: %s: env-size %#x is larger than the device (size %#x)", nvcore.ErrInvalid, name, c.Size, devSize)
+	case c.Redundant && c.Size > devSize/2:
+		return c, fmt.Errorf("%w: %s: env-size %#x: two copies of it do not fit the device (size %#x); a copy is at most half of it", nvcore.ErrInvalid, name, c.Size, devSize)
 	case c.Size > envMaxSize:
 		return c, fmt.Errorf("%w: %s: copy size %#x is over the %#x this tool handles; give the environment's size", nvcore.ErrTooBig, name, c.Size, envMaxSize)
-	case c.Size*int64(c.copies()) > devSize:
-		return c, fmt.Errorf("%w: %s: %d copies of %#x bytes do not fit the device size %#x", nvcore.ErrInvalid, name, c.copies(), c.Size, devSize)
 	}
 	return c, nil
+}
+
+// Check says whether the configuration fits a device of devSize bytes: a
+// copy holds at least its header and one byte, at most what this tool
+// handles, and every copy lies inside the device. A configuration that does
+// not fit is an error of the configuration, refused when the device is
+// attached, not an error of the content. With AutoSize, it checks that the
+// device can hold an environment at all, and that Size, when set, fits.
+func (c EnvConfig) Check(devSize int64) error {
+	if c.AutoSize {
+		c.AutoSize = false
+		if c.Size == 0 {
+			c.Size = min(c.limit(devSize), envMaxSize)
+		}
+	}
+	_, err := c.resolve(devSize)
+	return err
 }
 
 // EnvVar is one variable.
