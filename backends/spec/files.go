@@ -12,10 +12,13 @@ import (
 
 // ReadCellsFile reads a cells file: one cell a line,
 // NAME OFFSET BYTES [BIT_OFFSET NBITS], '#' starts a comment. Errors name the
-// file and the line. It also returns the line of each cell.
+// file and the line; a cell declared twice (the same name, offset and bit
+// offset, so the same file in cells/) names both lines. It also returns the
+// line of each cell.
 func ReadCellsFile(path string) ([]nvcore.CellInfo, []int, error) {
 	var cells []nvcore.CellInfo
 	var lines []int
+	first := map[string]int{} // file name -> line
 	err := eachLine(path, func(line int, text string) error {
 		words := strings.Fields(text)
 		if len(words) != 3 && len(words) != 5 {
@@ -43,6 +46,11 @@ func ReadCellsFile(path string) ([]nvcore.CellInfo, []int, error) {
 		if strings.ContainsAny(c.Name, "/@") {
 			return fmt.Errorf("cell name %q must not contain / or @", c.Name)
 		}
+		file := c.FileName()
+		if n, ok := first[file]; ok {
+			return fmt.Errorf("cell %q at %#x bit %d declared twice, first on line %d (its file cells/%s would hide one of them)", c.Name, c.Offset, c.BitOffset, n, file)
+		}
+		first[file] = line
 		cells = append(cells, c)
 		lines = append(lines, line)
 		return nil
@@ -66,6 +74,7 @@ func ReadConfigFile(path string) ([]*Spec, error) {
 		if err != nil {
 			return err
 		}
+		s.Origin = fmt.Sprintf("%s:%d", abs, line)
 		specs = append(specs, s)
 		return nil
 	})

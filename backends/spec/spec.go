@@ -76,6 +76,9 @@ type Spec struct {
 	// Hardware names what the device sits on once it is open ("i2c-3" for
 	// an EEPROM there), so that a hot-plug event can find its devices.
 	Hardware string
+	// Origin is FILE:LINE of the config file line the SPEC came from, ""
+	// for one given directly. Errors of Attach start with it.
+	Origin string
 }
 
 // commonOptions may follow any KIND:ARGUMENT; kindOptions only theirs.
@@ -167,6 +170,7 @@ func Parse(text, dir string) (*Spec, error) {
 		switch key {
 		case "name":
 			s.Config.Name = val
+			err = nvcore.CheckName(val)
 		case "type":
 			s.Config.Type, err = nvcore.ParseType(val)
 			s.typeSet = true
@@ -183,10 +187,13 @@ func Parse(text, dir string) (*Spec, error) {
 			s.Offset, err = ParseNumber(val)
 		case "size":
 			s.Size, err = ParseNumber(val)
+			if err == nil && s.Size == 0 {
+				err = errors.New("size=0: a window needs at least one byte (leave size= out for the rest of the image)")
+			}
 		case "word-size":
-			s.Config.WordSize, err = parseInt(val)
+			s.Config.WordSize, err = parseGranule(key, val)
 		case "stride":
-			s.Config.Stride, err = parseInt(val)
+			s.Config.Stride, err = parseGranule(key, val)
 		case "keepout":
 			var k nvcore.Keepout
 			k, err = parseKeepout(val)
@@ -195,9 +202,9 @@ func Parse(text, dir string) (*Spec, error) {
 			_, err = at24.LookupChip(val)
 			s.AT24.Chip = val
 		case "pagesize":
-			s.AT24.PageSize, err = parseInt(val)
+			s.AT24.PageSize, err = parsePositive(key, val)
 		case "io-limit":
-			s.AT24.IOLimit, err = parseInt(val)
+			s.AT24.IOLimit, err = parsePositive(key, val)
 		case "root":
 			s.Root = absolute(val, dir)
 		case "seed":
@@ -218,7 +225,7 @@ func Parse(text, dir string) (*Spec, error) {
 				err = fmt.Errorf("max-delay %s: want 0 to 1m", val)
 			}
 		case "xfer":
-			s.Fault.TransferSize, err = parseInt(val)
+			s.Fault.TransferSize, err = parsePositive(key, val)
 		case "wp-gpio":
 			var w wp.Spec
 			w, err = wp.ParseSpec(val)
@@ -233,6 +240,9 @@ func Parse(text, dir string) (*Spec, error) {
 				s.Env.AutoSize = true
 			} else {
 				s.Env.Size, err = ParseNumber(val)
+				if err == nil && s.Env.Size == 0 {
+					err = errors.New("env-size=0: give the size of one copy, or auto (leave env-size= out for the whole device, or half of it when redundant)")
+				}
 			}
 		case "env-flags":
 			s.Env.Flags, err = layouts.ParseEnvFlags(val)
@@ -382,8 +392,16 @@ func mergeKernel(cfg, kernel nvcore.Config, typeSet bool) nvcore.Config {
 }
 
 // Attach opens the provider and the write-protect line, and registers the
-// device.
+// device. Errors start with the config file and line the SPEC came from.
 func (s *Spec) Attach(r *nvcore.Registry) (*nvcore.Device, error) {
+	d, err := s.attach(r)
+	if err != nil && s.Origin != "" {
+		err = fmt.Errorf("%s: %w", s.Origin, err)
+	}
+	return d, err
+}
+
+func (s *Spec) attach(r *nvcore.Registry) (*nvcore.Device, error) {
 	p, cfg, err := s.Open()
 	if err != nil {
 		return nil, err
@@ -394,6 +412,11 @@ func (s *Spec) Attach(r *nvcore.Registry) (*nvcore.Device, error) {
 			c.Close()
 		}
 		return nil, err
+	}
+	// The layout's options against the device's size: a configuration
+	// error, refused here as other option errors are, not left for ls.
+	if err := layouts.Check(s.Layout, s.Env, p.Size()); err != nil {
+		return fail(err)
 	}
 	if cfg.Layout, err = layouts.New(s.Layout, s.Env); err != nil {
 		return fail(err)
@@ -447,6 +470,29 @@ func parseInt(s string) (int, error) {
 		return 0, fmt.Errorf("%s is too large", s)
 	}
 	return int(n), nil
+}
+
+// parseGranule reads a word size or a stride: 1, 2, 4 or 8. Leaving the
+// option out means 1; an explicit 0 is refused, not taken as 1.
+func parseGranule(key, s string) (int, error) {
+	n, err := parseInt(s)
+	if err != nil {
+		return 0, err
+	}
+	if n != 1 && n != 2 && n != 4 && n != 8 {
+		return 0, fmt.Errorf("%s=%s: want 1, 2, 4 or 8", key, s)
+	}
+	return n, nil
+}
+
+// parsePositive reads a count that has a default when left out: an explicit
+// 0 is refused, not taken as the default.
+func parsePositive(key, s string) (int, error) {
+	n, err := parseInt(s)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%s=0: want at least 1 (leave %s= out for the default)", key, key)
+	}
+	return n, err
 }
 
 // parseRate reads a probability from 0 to 1, as a decimal (0.01).
