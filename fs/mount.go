@@ -79,6 +79,12 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("mount %s: not a directory", dir)
 	}
+	// Not root: fusermount3 mounts, and its reasons would be lost.
+	if os.Geteuid() != 0 {
+		if err := checkFuseDevice(fuseDevice); err != nil {
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
+		}
+	}
 	f := &FS{
 		reg:    reg,
 		dir:    dir,
@@ -123,7 +129,7 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 	server, err := gofs.Mount(dir, f.root, opts)
 	if err != nil {
 		f.stopNotifier()
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
+		return nil, fmt.Errorf("mount %s: %w", dir, fusermountError(err))
 	}
 	f.server = server
 	go func() {
