@@ -288,7 +288,7 @@ setpriv --reuid=%[3]d --regid=%[3]d --clear-groups "$2" mount --demo "$3"
 rc=$?
 if [ $rc = 0 ]; then setpriv --reuid=%[3]d --regid=%[3]d --clear-groups "$2" unmount "$3" >/dev/null 2>&1; fi
 exit $rc
-`, unix.Major(st.Rdev), unix.Minor(st.Rdev), user)
+`, unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)), user)
 	r := runCmd(t, cmdOpts{}, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", devDir, bin, mnt)
 	stderr := mustFail(t, r)
 	wantContains(t, "mount by a user who may not open /dev/fuse", stderr,
