@@ -23,9 +23,11 @@
 // provider reads the block, merges the new bytes, and compares: an
 // unchanged block costs nothing; a block whose new content only clears bits
 // (new & old == new) is programmed without an erase; any other block is
-// erased (MEMERASE) and programmed. Programming goes in runs of whole
-// write-size units, and only the units that differ from what the flash
-// holds (after an erase: those that are not all 0xFF) are programmed. The
+// erased (MEMERASE) and programmed. A block is programmed in one
+// operation of whole write-size units, from the first unit that differs
+// from what the flash holds (after an erase: the first that is not all
+// 0xFF) to the last; the units between that do not differ are programmed
+// with what they hold, which changes nothing. The
 // block is then read back and compared with what was meant; a difference
 // fails the write with an error wrapping nvcore.ErrIO (EIO), and nothing
 // else is touched: no retry, no other block.
@@ -345,27 +347,29 @@ func (f *Flash) writeBlock(start int64, at int, data []byte) (err error) {
 			return fmt.Errorf("%s: erase of the block at %#x: %w", f.info.Name, start, err)
 		}
 	}
-	// Program the runs of write-size units that differ from what the flash
-	// now holds: the old content, or 0xFF after an erase.
-	run := -1 // start of the current run, or -1
-	for u := 0; u <= f.es; u += f.ws {
-		dirty := false
-		if u < f.es {
-			unit := want[u : u+f.ws]
-			if erase {
-				dirty = !allFF(unit)
-			} else {
-				dirty = !bytes.Equal(unit, old[u:u+f.ws])
-			}
+	// Program the span of write-size units from the first to the last that
+	// differs from what the flash now holds (the old content, or 0xFF after
+	// an erase), in one operation. The units between them that do not
+	// differ are programmed with what they hold, which changes nothing.
+	first, last := -1, -1
+	for u := 0; u < f.es; u += f.ws {
+		unit := want[u : u+f.ws]
+		var dirty bool
+		if erase {
+			dirty = !allFF(unit)
+		} else {
+			dirty = !bytes.Equal(unit, old[u:u+f.ws])
 		}
-		switch {
-		case dirty && run < 0:
-			run = u
-		case !dirty && run >= 0:
-			if err := f.program(want[run:u], start+int64(run)); err != nil {
-				return err
+		if dirty {
+			if first < 0 {
+				first = u
 			}
-			run = -1
+			last = u + f.ws
+		}
+	}
+	if first >= 0 {
+		if err := f.program(want[first:last], start+int64(first)); err != nil {
+			return err
 		}
 	}
 
