@@ -13,7 +13,8 @@ import (
 // A cell is known by its name, offset and bit offset (its file name in
 // cells/). When a layout re-parses the content and finds the same cell with
 // another length, the same *Cell carries the new length; when the cell is
-// no longer there, it is retired and its reads fail with ErrNoCell.
+// no longer there, it is retired and its reads fail with ErrCellRetired
+// (an ErrNoCell).
 type Cell struct {
 	dev      *Device
 	info     atomic.Pointer[CellInfo]
@@ -74,7 +75,7 @@ func (c *Cell) Plain() bool {
 func (c *Cell) Writable() bool { return c.Plain() && c.dev.writer != nil && !c.dev.ForceRO() }
 
 func (c *Cell) errRetired(ci *CellInfo) error {
-	return fmt.Errorf("%w: %s: cell %s@%x,%x is no longer in the content", ErrNoCell, c.dev.name, ci.Name, ci.Offset, ci.BitOffset)
+	return fmt.Errorf("%w: %s: cell %s@%x,%x is no longer in the content", ErrCellRetired, c.dev.name, ci.Name, ci.Offset, ci.BitOffset)
 }
 
 // Read reads the cell from the device: the raw bytes, or for a bit field the

@@ -113,6 +113,19 @@ func newDevice(name string, cfg Config, p Provider, size int64) *Device {
 	return d
 }
 
+// checkCacheKeepouts refuses the page cache for a writable device with
+// keepouts. A write there is skipped and still counts as written (SPEC 3),
+// but the kernel has already put the written bytes in its cached pages,
+// where they would be read back although the memory never held them; a
+// cached read must only ever show what the device holds. A device that
+// cannot write never diverges, so it may have both.
+func checkCacheKeepouts(cfg Config, canWrite bool) error {
+	if cfg.Cache && canWrite && len(cfg.Keepouts) > 0 {
+		return fmt.Errorf("%w: cache and keepouts: a write into a keepout is skipped, and the page cache would keep the bytes the memory never took: drop one of them", ErrInvalid)
+	}
+	return nil
+}
+
 // setCellsLocked replaces the cell list and its index by file name (the
 // first cell of a file name wins, as in Cell). cellsMu is held, or the
 // device is not yet published.

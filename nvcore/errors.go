@@ -24,6 +24,10 @@ var (
 	ErrTooBig = errors.New("offset past the end of the device")
 	// ErrNoCell: the device has no cell of that name (ENOENT).
 	ErrNoCell = errors.New("no such cell")
+	// ErrCellRetired: the cell left its device's content (a layout
+	// re-parsed it away). It is an ErrNoCell; a file of that cell, opened
+	// before, answers ENODEV, as a removed sysfs file does.
+	ErrCellRetired = fmt.Errorf("%w: the cell left the content", ErrNoCell)
 	// ErrExist: a device of that name is already registered (EEXIST).
 	ErrExist = errors.New("device name already in use")
 	// ErrIO: the provider failed in a way that has no errno of its own, such

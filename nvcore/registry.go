@@ -104,6 +104,9 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 	if !canRead && !canWrite {
 		return nil, fmt.Errorf("%w: provider can neither read nor write", ErrInvalid)
 	}
+	if err := checkCacheKeepouts(cfg, canWrite); err != nil {
+		return nil, err
+	}
 
 	if cfg.Name != "" {
 		if _, err := r.Device(cfg.Name); err == nil {
