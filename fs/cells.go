@@ -112,8 +112,16 @@ type cellsDir struct {
 	// written is called after a write through a cell file succeeds.
 	written func()
 
-	mu   sync.Mutex
-	inos map[*nvcore.Cell]uint64 // a cell keeps its inode number for life
+	mu    sync.Mutex
+	cells map[*nvcore.Cell]*cellEntry
+}
+
+// cellEntry is what a cell file keeps for the cell's life, while the
+// kernel may forget its inode and look it up again: its inode number, and
+// what chmod, chown, utimes and setxattr made of it.
+type cellEntry struct {
+	ino  uint64
+	meta *meta
 }
 
 var (
@@ -122,7 +130,7 @@ var (
 )
 
 func newCellsDir(d *nvcore.Device, born time.Time, written func()) *cellsDir {
-	return &cellsDir{dirNode: dirNode{born: born}, dev: d, written: written, inos: map[*nvcore.Cell]uint64{}}
+	return &cellsDir{dirNode: dirNode{born: born}, dev: d, written: written, cells: map[*nvcore.Cell]*cellEntry{}}
 }
 
 // refresh brings the device's cells up to what the content holds now.
@@ -133,21 +141,23 @@ func (n *cellsDir) refresh() syscall.Errno {
 	return 0
 }
 
-func (n *cellsDir) ino(c *nvcore.Cell) uint64 {
+func (n *cellsDir) entry(c *nvcore.Cell) *cellEntry {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ino, ok := n.inos[c]
+	e, ok := n.cells[c]
 	if !ok {
-		ino = cellInoBase + cellInos.Add(1)
-		n.inos[c] = ino
+		e = &cellEntry{ino: cellInoBase + cellInos.Add(1), meta: &meta{}}
+		n.cells[c] = e
 	}
-	return ino
+	return e
 }
 
-// forget drops a retired cell's number.
+func (n *cellsDir) ino(c *nvcore.Cell) uint64 { return n.entry(c).ino }
+
+// forget drops a retired cell's number and attributes.
 func (n *cellsDir) forget(c *nvcore.Cell) {
 	n.mu.Lock()
-	delete(n.inos, c)
+	delete(n.cells, c)
 	n.mu.Unlock()
 }
 
@@ -161,9 +171,10 @@ func (n *cellsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if c == nil {
 		return nil, syscall.ENOENT
 	}
-	f := &cellFile{cell: c, mode: cellMode(c), born: n.born, written: n.written}
-	fileAttr(&out.Attr, f.mode, int64(c.Size()), n.born)
-	return n.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino(c)}), 0
+	e := n.entry(c)
+	f := &cellFile{meta: e.meta, cell: c, mode: cellMode(c), born: n.born, written: n.written}
+	fileAttr(&out.Attr, e.meta, f.mode, int64(c.Size()), n.born)
+	return n.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: e.ino}), 0
 }
 
 func (n *cellsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {

@@ -51,7 +51,7 @@ func listDir(t *testing.T, dir string) []string {
 // TestCellsFollowContent: a write to nvmem that changes what the layout
 // describes shows at the next listing of cells/; a cell file that stays
 // keeps working with its new size, one opened before its cell left gets
-// ENOENT, and cells/ leaves the device's listing when the last cell goes.
+// ENODEV (as a removed sysfs file), and cells/ leaves the device's listing when the last cell goes.
 func TestCellsFollowContent(t *testing.T) {
 	m := mountTest(t)
 	data := make([]byte, 16)
@@ -98,8 +98,8 @@ func TestCellsFollowContent(t *testing.T) {
 		t.Errorf("after the write: cells %v, want %v", got, want)
 	}
 	buf := make([]byte, 8)
-	if _, err := leaving.ReadAt(buf, 0); errnoOf(err) != syscall.ENOENT {
-		t.Errorf("read of a cell that left, through an earlier descriptor: %v, want ENOENT", err)
+	if _, err := leaving.ReadAt(buf, 0); errnoOf(err) != syscall.ENODEV {
+		t.Errorf("read of a cell that left, through an earlier descriptor: %v, want ENODEV", err)
 	}
 	if n, err := kept.ReadAt(buf, 0); err != nil && err != io.EOF || !bytes.Equal(buf[:n], []byte("a")) {
 		t.Errorf("read of a cell that stayed: %q, %v", buf[:n], err)
@@ -130,8 +130,8 @@ func TestCellsFollowContent(t *testing.T) {
 		}
 	}
 
-	if _, err := kept.ReadAt(buf, 0); errnoOf(err) != syscall.ENOENT {
-		t.Errorf("c0 left with the rest: read through its descriptor: %v, want ENOENT", err)
+	if _, err := kept.ReadAt(buf, 0); errnoOf(err) != syscall.ENODEV {
+		t.Errorf("c0 left with the rest: read through its descriptor: %v, want ENODEV", err)
 	}
 
 	// Back to three cells: they appear, found afresh by their paths.

@@ -99,6 +99,8 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &negative,
+		// Every node states its mode; chmod 0 means 0, as on sysfs.
+		NullPermissions: true,
 		UID:             uint32(os.Getuid()),
 		GID:             uint32(os.Getgid()),
 		MountOptions: fuse.MountOptions{
@@ -111,7 +113,9 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 			DirectMountStrict: os.Geteuid() == 0,
 			Debug:             o.Debug,
 			MaxWrite:          128 << 10,
-			DisableXAttrs:     true,
+			// Extended attributes stay on: the nodes keep them as kernfs
+			// does (meta.go). A write to a cached device then costs the
+			// kernel's GETXATTR of security.capability too.
 			// Every reply comes from memory: splice would only cost a pipe
 			// pair per READ and keep the pipes open.
 			DisableSplice: true,

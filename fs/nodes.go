@@ -33,18 +33,21 @@ func accessCheck(flags, mode uint32) syscall.Errno {
 	return 0
 }
 
-func fileAttr(out *fuse.Attr, mode uint32, size int64, t time.Time) {
-	out.Mode = syscall.S_IFREG | mode
+// fileAttr fills a file's attributes: its size, and from m its mode
+// (default mode), owner and times (default t).
+func fileAttr(out *fuse.Attr, m *meta, mode uint32, size int64, t time.Time) {
+	out.Mode = syscall.S_IFREG
 	out.Nlink = 1
 	out.Size = uint64(size)
 	out.Blksize = 4096
 	out.Blocks = (uint64(size) + 511) / 512
-	out.SetTimes(&t, &t, &t)
+	m.fill(out, mode, t)
 }
 
 // nvmemFile is <dev>/nvmem: the whole memory, with the sysfs semantics.
 type nvmemFile struct {
 	gofs.Inode
+	meta
 	dev  *nvcore.Device
 	born time.Time
 }
@@ -62,7 +65,7 @@ func (n *nvmemFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if n.dev.Gone() {
 		return nil, 0, syscall.ENODEV
 	}
-	if e := accessCheck(flags, n.dev.Mode()); e != 0 {
+	if e := accessCheck(flags, n.perm(n.dev.Mode(), n.born)); e != 0 {
 		return nil, 0, e
 	}
 	// O_TRUNC is ignored: the memory has a fixed size (SPEC 3).
@@ -89,17 +92,18 @@ func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, o
 }
 
 func (n *nvmemFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fileAttr(&out.Attr, n.dev.Mode(), n.dev.Size(), n.born)
+	fileAttr(&out.Attr, &n.meta, n.dev.Mode(), n.dev.Size(), n.born)
 	return 0
 }
 
-// Setattr changes nothing and fails nothing: truncation of a fixed-size
-// memory is ignored, as sysfs ignores it.
+// Setattr takes chmod, chown and utimes as kernfs does; truncation of a
+// fixed-size memory is ignored, as sysfs ignores it.
 func (n *nvmemFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if n.dev.Gone() {
 		return syscall.ENODEV
 	}
-	fileAttr(&out.Attr, n.dev.Mode(), n.dev.Size(), n.born)
+	n.setattr(in, n.dev.Mode(), n.born)
+	fileAttr(&out.Attr, &n.meta, n.dev.Mode(), n.dev.Size(), n.born)
 	return 0
 }
 
@@ -110,6 +114,7 @@ func (n *nvmemFile) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) 
 // attrFile is a small text attribute: type (read-only) or force_ro.
 type attrFile struct {
 	gofs.Inode
+	meta
 	dev   *nvcore.Device
 	mode  uint32
 	show  func(*nvcore.Device) string
@@ -123,13 +128,14 @@ var (
 	_ gofs.NodeWriter    = (*attrFile)(nil)
 	_ gofs.NodeGetattrer = (*attrFile)(nil)
 	_ gofs.NodeSetattrer = (*attrFile)(nil)
+	_ gofs.NodeFsyncer   = (*attrFile)(nil)
 )
 
 func (a *attrFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if a.dev.Gone() {
 		return nil, 0, syscall.ENODEV
 	}
-	if e := accessCheck(flags, a.mode); e != 0 {
+	if e := accessCheck(flags, a.perm(a.mode, a.born)); e != 0 {
 		return nil, 0, e
 	}
 	return nil, fuse.FOPEN_DIRECT_IO, 0
@@ -150,8 +156,11 @@ func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if a.dev.Gone() {
 		return 0, syscall.ENODEV
 	}
+	// An attribute without a store opens for writing once chmod gave it a
+	// write bit (the device's sysfs ops have a store), and then each write
+	// is EIO, as dev_attr_store answers.
 	if a.store == nil {
-		return 0, syscall.EACCES
+		return 0, syscall.EIO
 	}
 	if err := a.store(a.dev, data); err != nil {
 		return 0, toErrno(err)
@@ -160,12 +169,20 @@ func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 }
 
 func (a *attrFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fileAttr(&out.Attr, a.mode, int64(len(a.show(a.dev))), a.born)
+	fileAttr(&out.Attr, &a.meta, a.mode, int64(len(a.show(a.dev))), a.born)
 	return 0
 }
 
 func (a *attrFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	a.setattr(in, a.mode, a.born)
 	return a.Getattr(ctx, nil, out)
+}
+
+// Fsync succeeds and does nothing, as kernfs's noop_fsync: an attribute
+// holds nothing to flush. (Without it, FUSE answers EOPNOTSUPP, and
+// `dd conv=fsync` into force_ro fails.)
+func (a *attrFile) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) syscall.Errno {
+	return 0
 }
 
 func showType(d *nvcore.Device) string { return d.Type().String() + "\n" }
@@ -214,6 +231,7 @@ func ParseBool(s string) (bool, error) {
 // cellFile is cells/<name>@<off>,<bit>: every read re-reads the cell.
 type cellFile struct {
 	gofs.Inode
+	*meta   // kept by cells/ for the cell's life, as the inode number
 	cell    *nvcore.Cell
 	mode    uint32
 	born    time.Time
@@ -226,6 +244,7 @@ var (
 	_ gofs.NodeWriter    = (*cellFile)(nil)
 	_ gofs.NodeGetattrer = (*cellFile)(nil)
 	_ gofs.NodeSetattrer = (*cellFile)(nil)
+	_ gofs.NodeFsyncer   = (*cellFile)(nil)
 )
 
 // cellMode is the kernel's 0444 & mode of nvmem, plus the write bit of nvmem
@@ -238,12 +257,19 @@ func cellMode(c *nvcore.Cell) uint32 {
 	return c.Device().Mode() & 0o444
 }
 
+// Open of a cell that left the content is ENODEV, as kernfs answers for a
+// removed node whose name was still cached.
 func (c *cellFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if c.cell.Device().Gone() {
+	if c.cell.Device().Gone() || c.cell.Retired() {
 		return nil, 0, syscall.ENODEV
 	}
-	if e := accessCheck(flags, c.mode); e != 0 {
+	if e := accessCheck(flags, c.perm(c.mode, c.born)); e != 0 {
 		return nil, 0, e
+	}
+	// The kernel's cell files have no write at all; ours only for plain
+	// cells, whatever chmod made of the mode.
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY && !c.cell.Plain() {
+		return nil, 0, syscall.EACCES
 	}
 	return nil, fuse.FOPEN_DIRECT_IO, 0
 }
@@ -275,25 +301,42 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 }
 
 func (c *cellFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fileAttr(&out.Attr, c.mode, int64(c.cell.Size()), c.born)
+	fileAttr(&out.Attr, c.meta, c.mode, int64(c.cell.Size()), c.born)
 	return 0
 }
 
 func (c *cellFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	c.setattr(in, c.mode, c.born)
 	return c.Getattr(ctx, nil, out)
+}
+
+// Fsync succeeds, as kernfs's noop_fsync does; like fsync of nvmem, it
+// first makes the writes durable if the provider buffers them.
+func (c *cellFile) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) syscall.Errno {
+	return toErrno(c.cell.Device().Sync())
 }
 
 // dirNode is a plain directory whose children are added by the tree code.
 type dirNode struct {
 	gofs.Inode
+	meta
 	born time.Time
 }
 
-var _ gofs.NodeGetattrer = (*dirNode)(nil)
+var (
+	_ gofs.NodeGetattrer = (*dirNode)(nil)
+	_ gofs.NodeSetattrer = (*dirNode)(nil)
+)
 
 func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o755
+	out.Mode = syscall.S_IFDIR
 	out.Nlink = 2
-	out.SetTimes(&d.born, &d.born, &d.born)
+	d.fill(&out.Attr, 0o755, d.born)
 	return 0
+}
+
+// Setattr takes chmod, chown and utimes, as kernfs does for folders too.
+func (d *dirNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	d.setattr(in, 0o755, d.born)
+	return d.Getattr(ctx, nil, out)
 }
