@@ -43,7 +43,7 @@ type eraseInfoUser struct {
 
 // The ioctl numbers, encoded as the kernel's _IOR and _IOW encode them
 // (include/uapi/asm-generic/ioctl.h; MIPS and PowerPC use 13 size bits and
-// 3 direction bits with other direction values, see ioc_*.go):
+// 3 direction bits with other direction values, see ioc_2dirbits.go and ioc_3dirbits.go):
 //
 //	#define MEMGETINFO  _IOR('M', 1, struct mtd_info_user)
 //	#define MEMERASE    _IOW('M', 2, struct erase_info_user)
