@@ -36,7 +36,7 @@ func ParseType(s string) (Type, error) {
 			return Type(i), nil
 		}
 	}
-	return TypeUnknown, fmt.Errorf("%w: type %q: want one of %s", ErrInvalid, s, strings.Join(typeWords[:], ", "))
+	return TypeUnknown, invalidf("type %q: want one of %s", s, strings.Join(typeWords[:], ", "))
 }
 
 // Keepout is a region [Start, End) that is never handed to the provider:
@@ -113,18 +113,18 @@ const NameMax = 255
 // . _ - : +, not starting with a dot.
 func CheckName(s string) error {
 	if s == "" {
-		return fmt.Errorf("%w: empty device name: give one, or leave it out for nvmem<N>", ErrInvalid)
+		return invalidf("empty device name: give one, or leave it out for nvmem<N>")
 	}
 	if len(s) > NameMax {
-		return fmt.Errorf("%w: device name %s is %d bytes: a name is at most %d", ErrInvalid, shortName(s), len(s), NameMax)
+		return invalidf("device name %s is %d bytes: a name is at most %d", shortName(s), len(s), NameMax)
 	}
 	if s[0] == '.' {
-		return fmt.Errorf("%w: name %q must not start with a dot", ErrInvalid, s)
+		return invalidf("name %q must not start with a dot", s)
 	}
 	for _, c := range s {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-:+", c)
 		if !ok {
-			return fmt.Errorf("%w: name %q: character %q not allowed (letters, digits and . _ - : + only)", ErrInvalid, s, c)
+			return invalidf("name %q: character %q not allowed (letters, digits and . _ - : + only)", s, c)
 		}
 	}
 	return nil
@@ -147,7 +147,7 @@ func (cfg *Config) validate(size int64) error {
 		}
 	}
 	if size <= 0 {
-		return fmt.Errorf("%w: size %d: a device needs at least one byte", ErrInvalid, size)
+		return invalidf("size %d: a device needs at least one byte", size)
 	}
 	if cfg.WordSize == 0 {
 		cfg.WordSize = 1
@@ -156,31 +156,31 @@ func (cfg *Config) validate(size int64) error {
 		cfg.Stride = 1
 	}
 	if cfg.WordSize < 0 || cfg.WordSize > 8 || cfg.WordSize&(cfg.WordSize-1) != 0 {
-		return fmt.Errorf("%w: word-size %d: want 1, 2, 4 or 8", ErrInvalid, cfg.WordSize)
+		return invalidf("word-size %d: want 1, 2, 4 or 8", cfg.WordSize)
 	}
 	if cfg.Stride < 0 || cfg.Stride > 8 || cfg.Stride&(cfg.Stride-1) != 0 {
-		return fmt.Errorf("%w: stride %d: want 1, 2, 4 or 8", ErrInvalid, cfg.Stride)
+		return invalidf("stride %d: want 1, 2, 4 or 8", cfg.Stride)
 	}
 	if cfg.Cache && (cfg.WordSize != 1 || cfg.Stride != 1) {
-		return fmt.Errorf("%w: cache: the page cache serves reads of any size and offset, so it needs word-size 1 and stride 1", ErrInvalid)
+		return invalidf("cache: the page cache serves reads of any size and offset, so it needs word-size 1 and stride 1")
 	}
 	if cfg.Type < TypeUnknown || cfg.Type > TypeFRAM {
-		return fmt.Errorf("%w: type %d unknown", ErrInvalid, int(cfg.Type))
+		return invalidf("type %d unknown", int(cfg.Type))
 	}
 	prevEnd := int64(0)
 	for i, k := range cfg.Keepouts {
 		where := fmt.Sprintf("keepout %d (%#x-%#x)", i+1, k.Start, k.End)
 		switch {
 		case k.Start < 0 || k.End <= k.Start:
-			return fmt.Errorf("%w: %s: end must be after start", ErrInvalid, where)
+			return invalidf("%s: end must be after start", where)
 		case k.End > size:
-			return fmt.Errorf("%w: %s: ends past the device size %#x", ErrInvalid, where, size)
+			return invalidf("%s: ends past the device size %#x", where, size)
 		case k.Start < prevEnd:
-			return fmt.Errorf("%w: %s: keepouts must be sorted and must not overlap", ErrInvalid, where)
+			return invalidf("%s: keepouts must be sorted and must not overlap", where)
 		case k.Start%int64(cfg.Stride) != 0 || k.End%int64(cfg.Stride) != 0:
-			return fmt.Errorf("%w: %s: not aligned to the stride %d", ErrInvalid, where, cfg.Stride)
+			return invalidf("%s: not aligned to the stride %d", where, cfg.Stride)
 		case k.End-k.Start < int64(cfg.WordSize):
-			return fmt.Errorf("%w: %s: shorter than the word size %d", ErrInvalid, where, cfg.WordSize)
+			return invalidf("%s: shorter than the word size %d", where, cfg.WordSize)
 		}
 		prevEnd = k.End
 	}
@@ -193,7 +193,7 @@ func (cfg *Config) validate(size int64) error {
 		// on all three would hide one another.
 		k := keyOf(&c)
 		if seen[k] {
-			return fmt.Errorf("cell %d: %w: %q at %#x bit %d declared twice", i+1, ErrInvalid, c.Name, c.Offset, c.BitOffset)
+			return invalidf("cell %d: %q at %#x bit %d declared twice", i+1, c.Name, c.Offset, c.BitOffset)
 		}
 		seen[k] = true
 	}
@@ -212,34 +212,48 @@ func (c CellInfo) FileName() string {
 func (c CellInfo) Validate(size int64, wordSize, stride int) error {
 	where := fmt.Sprintf("%s at %#x", shortName(c.Name), c.Offset)
 	if c.Name == "" || strings.ContainsAny(c.Name, "/@\x00") {
-		return fmt.Errorf("%w: cell name %q must be non-empty, without / or @", ErrInvalid, c.Name)
+		return invalidf("cell name %q must be non-empty, without / or @", c.Name)
 	}
 	// The rule caps the file name, <name>@<off>,<bit>, which is what a
 	// lookup and a copy see: the name gets what the suffix leaves.
 	if file := c.FileName(); len(file) > NameMax {
 		suffix := len(file) - len(c.Name)
-		return fmt.Errorf("%w: %s: its file name is %d bytes, over the %d of a file name: at this offset the name may have at most %d bytes", ErrInvalid, where, len(file), NameMax, NameMax-suffix)
+		return invalidf("%s: its file name is %d bytes, over the %d of a file name: at this offset the name may have at most %d bytes", where, len(file), NameMax, NameMax-suffix)
 	}
 	switch {
 	case c.Offset < 0:
-		return fmt.Errorf("%w: %s: negative offset", ErrInvalid, where)
+		return invalidf("%s: negative offset", where)
 	case c.Bytes <= 0:
-		return fmt.Errorf("%w: %s: needs at least one byte", ErrInvalid, where)
+		return invalidf("%s: needs at least one byte", where)
 	case c.Offset%int64(stride) != 0:
-		return fmt.Errorf("%w: %s: offset not a multiple of the stride %d", ErrInvalid, where, stride)
+		return invalidf("%s: offset not a multiple of the stride %d", where, stride)
 	case c.Bytes%wordSize != 0:
-		return fmt.Errorf("%w: %s: %d bytes is not a multiple of the word size %d", ErrInvalid, where, c.Bytes, wordSize)
+		return invalidf("%s: %d bytes is not a multiple of the word size %d", where, c.Bytes, wordSize)
 	case c.Offset > size || int64(c.Bytes) > size-c.Offset:
-		return fmt.Errorf("%w: %s: %d bytes reach past the end of the device (size %#x)", ErrInvalid, where, c.Bytes, size)
+		return invalidf("%s: %d bytes reach past the end of the device (size %#x)", where, c.Bytes, size)
 	}
 	if c.NBits == 0 && c.BitOffset == 0 {
 		return nil
 	}
 	if c.NBits <= 0 || c.BitOffset < 0 {
-		return fmt.Errorf("%w: %s: bits %d,%d: want a non-negative bit offset and at least one bit", ErrInvalid, where, c.BitOffset, c.NBits)
+		return invalidf("%s: bits %d,%d: want a non-negative bit offset and at least one bit", where, c.BitOffset, c.NBits)
 	}
 	if want := (c.BitOffset + c.NBits + 7) / 8; c.Bytes != want {
-		return fmt.Errorf("%w: %s: a %d-bit field at bit %d spans %d bytes, not %d", ErrInvalid, where, c.NBits, c.BitOffset, want, c.Bytes)
+		return invalidf("%s: a %d-bit field at bit %d spans %d bytes, not %d", where, c.NBits, c.BitOffset, want, c.Bytes)
 	}
 	return nil
+}
+
+// invalidError is an ErrInvalid that reads as its reason alone: a user
+// told `type "flash": want one of ...` needs no "invalid argument" in
+// front of it. errors.Is still finds ErrInvalid (EINVAL through the file
+// system).
+type invalidError struct{ reason string }
+
+func (e *invalidError) Error() string { return e.reason }
+func (e *invalidError) Unwrap() error { return ErrInvalid }
+
+// invalidf returns an ErrInvalid that says only why.
+func invalidf(format string, args ...any) error {
+	return &invalidError{fmt.Sprintf(format, args...)}
 }
