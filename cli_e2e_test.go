@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -135,6 +136,31 @@ func TestCLIDocsComplete(t *testing.T) {
 			if !strings.Contains(text, "--"+name) {
 				t.Errorf("docs/CLI.md does not mention %s --%s", cmd.Name, name)
 			}
+		}
+	}
+}
+
+// env, tlv, dump and flash given a FIFO (or a character device) where an
+// image belongs refuse it at once, instead of waiting in open(2) for a
+// writer that never comes.
+func TestCommandsRefuseFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := writeFile(t, dir, "src.bin", pattern(64, 6))
+	for _, args := range [][]string{
+		{"env", fifo},
+		{"env", fifo, "set", "a", "1"},
+		{"tlv", fifo},
+		{"dump", fifo, filepath.Join(dir, "out.bin")},
+		{"flash", fifo, src},
+		{"env", "/dev/null"},
+	} {
+		stderr := mustFail(t, nv(t, args...))
+		if !strings.Contains(stderr, "not a regular file or a block device") {
+			t.Errorf("%q: %q", args, stderr)
 		}
 	}
 }

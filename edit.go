@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmemfs/nvmemfs/backends/file"
 	"github.com/nvmemfs/nvmemfs/backends/spec"
 	"github.com/nvmemfs/nvmemfs/control"
 	"github.com/nvmemfs/nvmemfs/nvcore/layouts"
@@ -65,15 +66,16 @@ func editCommands(mountFlag cli.Flag) []*cli.Command {
 
 // target is the memory an editing command works on.
 type target struct {
-	path string              // the nvmem file, or the image
-	info *control.DeviceInfo // the device's facts, when it is mounted
+	path  string              // the nvmem file, or the image
+	image bool                // an image file given by path, not a mounted device
+	info  *control.DeviceInfo // the device's facts, when it is mounted
 }
 
 // findTarget resolves DEVICE: a name in the mount, or, with a slash in it,
 // an image file.
 func findTarget(c *cli.Context, name string) (*target, error) {
 	if strings.ContainsRune(name, '/') {
-		return &target{path: name}, nil
+		return &target{path: name, image: true}, nil
 	}
 	mnt := c.String("mount")
 	t := &target{path: filepath.Join(mnt, name, "nvmem")}
@@ -115,7 +117,15 @@ func (t *target) open(write bool) (*os.File, int64, error) {
 	if write {
 		flag = os.O_RDWR
 	}
-	f, err := os.OpenFile(t.path, flag, 0)
+	var f *os.File
+	var err error
+	if t.image {
+		// A FIFO or a character device given by mistake is refused, not
+		// waited on.
+		f, err = file.OpenImage(t.path, !write)
+	} else {
+		f, err = os.OpenFile(t.path, flag, 0)
+	}
 	if err != nil {
 		if write {
 			err = t.explainRefusal(err)

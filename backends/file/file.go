@@ -63,7 +63,7 @@ func open(o Options) (*Image, error) {
 	if o.Offset < 0 || o.Size < 0 {
 		return nil, fmt.Errorf("image %s: offset and size must not be negative", o.Path)
 	}
-	f, err := openImage(o.Path, o.ReadOnly)
+	f, err := OpenImage(o.Path, o.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -91,13 +91,13 @@ func open(o Options) (*Image, error) {
 	return &Image{f: f, offset: o.Offset, size: size, regular: regular}, nil
 }
 
-// openImage opens a regular file or a block device, and nothing else,
+// OpenImage opens a regular file or a block device, and nothing else,
 // without blocking: open(2) of a FIFO waits for a writer, and opening a
 // character device may do something by itself (a watchdog starts, a tape
 // rewinds). So the path's type is checked before the open, the open does
 // not block (O_NONBLOCK), and the type is checked again on the descriptor,
 // in case the path changed in between.
-func openImage(path string, readOnly bool) (*os.File, error) {
+func OpenImage(path string, readOnly bool) (*os.File, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
