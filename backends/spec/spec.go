@@ -9,6 +9,9 @@
 //	    [,env-size=N|auto][,env-flags=counter|boolean][,wp-gpio=CHIP:LINE[:active-low]][,cache]
 //	at24:BUS:ADDR[,chip=24c02][,pagesize=N][,io-limit=N] and the common options
 //	sysfs:NAME[,root=SYSFS] and the common options
+//	mtd:DEV and the common options: NOR flash, DEV /dev/mtdN, N, or a
+//	    partition's name in /proc/mtd; a U-Boot environment there defaults
+//	    to env-flags=boolean, as U-Boot's tools use on NOR
 //	fault:SIZE[,seed=N][,errors=P][,delays=P][,max-delay=DUR][,shorts=P][,panics=P][,xfer=N]
 //	    and the common options (a test provider: computed content, injected faults)
 //
@@ -32,6 +35,7 @@ import (
 	"github.com/nvmemfs/nvmemfs/backends/file"
 	"github.com/nvmemfs/nvmemfs/backends/gpiocdev"
 	"github.com/nvmemfs/nvmemfs/backends/i2cdev"
+	"github.com/nvmemfs/nvmemfs/backends/mtd"
 	"github.com/nvmemfs/nvmemfs/backends/sysfs"
 	"github.com/nvmemfs/nvmemfs/backends/wp"
 	"github.com/nvmemfs/nvmemfs/nvcore"
@@ -93,11 +97,12 @@ var kindOptions = map[string]map[string]bool{
 	"file":  {"offset": true, "size": true},
 	"at24":  {"chip": true, "pagesize": true, "io-limit": true},
 	"sysfs": {"root": true},
+	"mtd":   {},
 	"fault": {"seed": true, "errors": true, "delays": true, "max-delay": true, "shorts": true, "panics": true, "xfer": true},
 }
 
 // kinds lists the provider kinds, for messages.
-const kinds = "file, at24, sysfs, fault"
+const kinds = "file, at24, sysfs, fault, mtd"
 
 // ErrSyntax marks every parse error.
 var ErrSyntax = errors.New("bad device spec")
@@ -133,6 +138,10 @@ func Parse(text, dir string) (*Spec, error) {
 		if strings.ContainsAny(arg, "/") {
 			return fail("sysfs:NAME takes the kernel's device name, as in /sys/bus/nvmem/devices/NAME")
 		}
+		s.Path = arg
+	case "mtd":
+		// /dev/mtdN, N or a partition name: resolved when opened, as
+		// /proc/mtd says then.
 		s.Path = arg
 	case "fault":
 		size, err := ParseNumber(arg)
@@ -260,6 +269,9 @@ func Parse(text, dir string) (*Spec, error) {
 	if (seen["env-size"] || seen["env-flags"]) && !strings.HasPrefix(s.Layout, "u-boot-env") && s.Layout != "auto" {
 		return fail("env-size and env-flags go with layout=u-boot-env, u-boot-env-redundant or auto")
 	}
+	if kind == "mtd" && !seen["env-flags"] {
+		s.Env.Flags = layouts.EnvFlagsBoolean // NOR media (SPEC 8)
+	}
 	return s, nil
 }
 
@@ -271,7 +283,11 @@ func LayoutOptions(text string) (string, layouts.EnvConfig, error) {
 	var layout string
 	var env layouts.EnvConfig
 	var err error
-	for _, f := range strings.Split(strings.TrimSpace(text), ",")[1:] {
+	fields := strings.Split(strings.TrimSpace(text), ",")
+	if strings.HasPrefix(fields[0], "mtd:") {
+		env.Flags = layouts.EnvFlagsBoolean // unless env-flags= says otherwise, as Parse
+	}
+	for _, f := range fields[1:] {
 		key, val, _ := strings.Cut(f, "=")
 		switch key {
 		case "layout":
@@ -315,6 +331,8 @@ func (s *Spec) Open() (nvcore.Provider, nvcore.Config, error) {
 		if err == nil {
 			cfg = mergeKernel(cfg, kernel, s.typeSet)
 		}
+	case "mtd":
+		p, err = mtd.OpenDevice(s.Path, mtd.Options{ReadOnly: cfg.ReadOnly})
 	case "fault":
 		o := s.Fault
 		o.Name = cfg.Name
