@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nvmemfs/nvmemfs/nvcore"
@@ -67,7 +68,13 @@ func TestAttachMTD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Attach(reg); !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "not an MTD character device") {
+	_, err = s.Attach(reg)
+	switch {
+	case errors.Is(err, syscall.ENOSYS):
+		// qemu-user passes no MTD ioctl to the kernel; a kernel answers
+		// ENOTTY for a regular file.
+		t.Logf("a regular file: %v (an emulator that does not pass MEMGETINFO through)", err)
+	case !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "not an MTD character device"):
 		t.Errorf("a regular file: %v", err)
 	}
 	s, _ = Parse("mtd:"+filepath.Join(dir, "mtd9"), dir)
