@@ -511,6 +511,14 @@ func Call(mountpoint string, req Request) (*Response, error) {
 		if writeErr != nil {
 			err = writeErr
 		}
+		// A server that died between our connect and its answer (killed:
+		// its socket goes when its descriptors do) may have left its
+		// mount dead: say so, as for a socket nobody listens on.
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
+			if dead := noServer(mnt, err); errors.Is(dead, ErrDeadMount) {
+				return nil, dead
+			}
+		}
 		return nil, fmt.Errorf("server for %s: %w", mnt, err)
 	}
 	return &resp, nil
