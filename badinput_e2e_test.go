@@ -247,26 +247,7 @@ func TestBadInputFuseDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	const user = 65534
-	// A copy of the binary, and a mountpoint, that the user may use.
-	shared, err := os.MkdirTemp("", "nvmemfs-fusedev-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
-	os.Chmod(shared, 0o755)
-	bin := filepath.Join(shared, "nvmemfs")
-	data, err := os.ReadFile(nvmemfsBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mnt := filepath.Join(shared, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(mnt, user, user)
+	shared, bin, mnt := userSandbox(t, user)
 	devDir := filepath.Join(shared, "dev")
 	if err := os.Mkdir(devDir, 0o755); err != nil {
 		t.Fatal(err)

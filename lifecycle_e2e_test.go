@@ -353,26 +353,7 @@ func TestSquattedSocketFolder(t *testing.T) {
 	if _, err := os.Stat(fmt.Sprintf("/run/user/%d", user)); err == nil {
 		t.Skipf("/run/user/%d exists: the user's sockets go there", user)
 	}
-	// A copy of the binary, and a mountpoint, that the user may use.
-	shared, err := os.MkdirTemp("", "nvmemfs-squat-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
-	os.Chmod(shared, 0o755)
-	bin := filepath.Join(shared, "nvmemfs")
-	data, err := os.ReadFile(nvmemfsBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mnt := filepath.Join(shared, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(mnt, user, user)
+	_, bin, mnt := userSandbox(t, user)
 	as := func(uid int, args ...string) result {
 		return runCmd(t, cmdOpts{}, "setpriv", append([]string{
 			fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups", bin}, args...)...)
@@ -420,4 +401,35 @@ func TestSquattedSocketFolder(t *testing.T) {
 	if isMounted(t, mnt) {
 		t.Error("unmount by the server's user left the mount")
 	}
+}
+
+// userSandbox makes what a test needs to run nvmemfs as another user: a
+// folder anyone may enter (t.TempDir's may not be), a copy of the binary
+// in it, and a mountpoint in it owned by user.
+func userSandbox(t *testing.T, user int) (shared, bin, mnt string) {
+	t.Helper()
+	shared, err := os.MkdirTemp("", "nvmemfs-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	if err := os.Chmod(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(shared, "nvmemfs")
+	data, err := os.ReadFile(nvmemfsBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mnt = filepath.Join(shared, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mnt, user, user); err != nil {
+		t.Fatal(err)
+	}
+	return shared, bin, mnt
 }
