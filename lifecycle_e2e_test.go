@@ -19,22 +19,6 @@ import (
 	"github.com/nvmemfs/nvmemfs/backends/fault"
 )
 
-// mountCount is how many mounts are stacked on dir.
-func mountCount(t *testing.T, dir string) int {
-	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && unescapeMount(f[4]) == dir {
-			n++
-		}
-	}
-	return n
-}
-
 // killServer kills the server of mnt with SIGKILL and waits until it is
 // gone; its mount stays behind, dead.
 func killServer(t *testing.T, mnt string) {

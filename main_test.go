@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nvmemfs/nvmemfs/control"
 )
 
 // nvmemfsBin is the binary under test, built once by TestMain.
@@ -186,36 +188,19 @@ func wantContains(t *testing.T, what, s string, subs ...string) {
 	}
 }
 
-// isMounted reports whether dir is a mountpoint in /proc/mounts.
+// isMounted reports whether dir is a mountpoint.
 func isMounted(t *testing.T, dir string) bool {
-	t.Helper()
-	data, err := os.ReadFile("/proc/mounts")
-	if err != nil {
-		t.Fatalf("read /proc/mounts: %v", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) >= 2 && unescapeMount(fields[1]) == dir {
-			return true
-		}
-	}
-	return false
+	return mountCount(t, dir) > 0
 }
 
-// unescapeMount undoes the octal escapes (\040 for a space) of /proc/mounts.
-func unescapeMount(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
+// mountCount is how many mounts are stacked on dir.
+func mountCount(t *testing.T, dir string) int {
+	t.Helper()
+	mounts, err := control.MountsAt(dir)
+	if err != nil {
+		t.Fatalf("read the mount table: %v", err)
 	}
-	return b.String()
+	return len(mounts)
 }
 
 // serverPIDs lists the live (not zombie) nvmemfs servers of this test
