@@ -488,13 +488,13 @@ func lsCmd(c *cli.Context) error {
 	}
 	out := bufio.NewWriter(os.Stdout)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tSIZE\tMODE\tFORCE_RO\tLAYOUT\tCELLS\tSOURCE")
+	fmt.Fprintln(tw, "NAME\tTYPE\tSIZE\tMODE\tOWNER\tGROUP\tFORCE_RO\tLAYOUT\tCELLS\tSOURCE")
 	for _, d := range resp.Devices {
 		layout := d.Layout
 		if layout == "" {
 			layout = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\t%s\t%d\t%s\n", d.Name, d.Type, d.Size, d.Mode, d.ForceRO, layout, len(d.Cells), d.Source)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", d.Name, d.Type, d.Size, d.Mode, d.Owner, d.Group, d.ForceRO, layout, len(d.Cells), d.Source)
 	}
 	tw.Flush()
 	for _, d := range resp.Devices {

@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,10 +62,17 @@ type Response struct {
 
 // DeviceInfo describes a device for ls.
 type DeviceInfo struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"`
-	Size     int64  `json:"size"`
-	Mode     string `json:"mode"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	Size int64  `json:"size"`
+	Mode string `json:"mode"`
+	// Owner and Group of the device's files, as attached (a chmod or chown
+	// in the mount since is not shown): names where this machine knows
+	// them, else the numbers; UID and GID are the numbers.
+	Owner    string `json:"owner"`
+	Group    string `json:"group"`
+	UID      int    `json:"uid"`
+	GID      int    `json:"gid"`
 	ForceRO  bool   `json:"force_ro"`
 	WordSize int    `json:"word_size"`
 	Stride   int    `json:"stride"`
@@ -86,6 +95,10 @@ type CellInfo struct {
 	NBits     int    `json:"nbits"`
 	// Layout is the layout that found the cell; empty for a declared cell.
 	Layout string `json:"layout"`
+	// Mode, Owner and Group of the cell's file, as for the device.
+	Mode  string `json:"mode"`
+	Owner string `json:"owner"`
+	Group string `json:"group"`
 }
 
 // runtimeDirs are the folders where a server run by uid may keep its
@@ -449,9 +462,17 @@ func (s *Server) List() []DeviceInfo {
 		s.mu.Unlock()
 		info := DeviceInfo{
 			Name: d.Name(), Type: d.Type().String(), Size: d.Size(),
-			Mode: fmt.Sprintf("%04o", d.Mode()), ForceRO: d.ForceRO(),
+			Mode: nvcore.FormatMode(d.Mode()), ForceRO: d.ForceRO(),
 			WordSize: d.WordSize(), Stride: d.Stride(),
 		}
+		info.UID, info.GID = d.Owner()
+		if info.UID < 0 {
+			info.UID = os.Getuid()
+		}
+		if info.GID < 0 {
+			info.GID = os.Getgid()
+		}
+		info.Owner, info.Group = userName(info.UID), groupName(info.GID)
 		if sp != nil {
 			info.Source, info.Hardware = displaySource(sp), sp.Hardware
 		}
@@ -464,12 +485,32 @@ func (s *Server) List() []DeviceInfo {
 		info.Cells = []CellInfo{}
 		for _, c := range d.Cells() {
 			ci := c.Info()
-			info.Cells = append(info.Cells, CellInfo{ci.Name, ci.Offset, ci.Bytes, ci.BitOffset, ci.NBits, ci.Layout})
+			info.Cells = append(info.Cells, CellInfo{
+				Name: ci.Name, Offset: ci.Offset, Bytes: ci.Bytes, BitOffset: ci.BitOffset, NBits: ci.NBits, Layout: ci.Layout,
+				Mode: nvcore.FormatMode(c.Mode()), Owner: info.Owner, Group: info.Group,
+			})
 		}
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// userName is a user's name in this machine's user database, else the
+// number.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(uid)
+}
+
+// groupName is a group's name, else the number.
+func groupName(gid int) string {
+	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
+		return g.Name
+	}
+	return strconv.Itoa(gid)
 }
 
 // callTimeout bounds a request: a detach waits for one provider chunk, an

@@ -130,7 +130,7 @@ var (
 )
 
 func newCellsDir(d *nvcore.Device, born time.Time, written func()) *cellsDir {
-	return &cellsDir{dirNode: dirNode{born: born}, dev: d, written: written, cells: map[*nvcore.Cell]*cellEntry{}}
+	return &cellsDir{dirNode: dirNode{meta: meta{own: deviceOwner(d)}, born: born}, dev: d, written: written, cells: map[*nvcore.Cell]*cellEntry{}}
 }
 
 // refresh brings the device's cells up to what the content holds now.
@@ -146,7 +146,7 @@ func (n *cellsDir) entry(c *nvcore.Cell) *cellEntry {
 	defer n.mu.Unlock()
 	e, ok := n.cells[c]
 	if !ok {
-		e = &cellEntry{ino: cellInoBase + cellInos.Add(1), meta: &meta{}}
+		e = &cellEntry{ino: cellInoBase + cellInos.Add(1), meta: &meta{own: n.own}}
 		n.cells[c] = e
 	}
 	return e
@@ -172,7 +172,7 @@ func (n *cellsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, syscall.ENOENT
 	}
 	e := n.entry(c)
-	f := &cellFile{meta: e.meta, cell: c, mode: cellMode(c), born: n.born, written: n.written}
+	f := &cellFile{meta: e.meta, cell: c, mode: c.Mode(), born: n.born, written: n.written}
 	fileAttr(&out.Attr, e.meta, f.mode, int64(c.Size()), n.born)
 	return n.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: e.ino}), 0
 }

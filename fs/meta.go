@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/nvmemfs/nvmemfs/nvcore"
 )
 
 // meta is what chmod, chown, utimes and setxattr change on a node. kernfs
@@ -20,11 +22,22 @@ import (
 // first use, so nodes need no constructor.
 type meta struct {
 	mu                  sync.Mutex
+	own                 *owner // nil: the server's user and group
 	set                 bool
 	mode                uint32 // permission bits only
 	uid, gid            uint32
 	atime, mtime, ctime time.Time
 	xattrs              map[string][]byte // trusted.* and security.*
+}
+
+// owner is who a device's files and folders belong to until a chown: the
+// owner and group the device was attached with (-1 where none was given,
+// for the server's own).
+type owner struct{ uid, gid int }
+
+func deviceOwner(d *nvcore.Device) *owner {
+	uid, gid := d.Owner()
+	return &owner{uid, gid}
 }
 
 func (m *meta) initLocked(mode uint32, born time.Time) {
@@ -34,6 +47,12 @@ func (m *meta) initLocked(mode uint32, born time.Time) {
 	m.set = true
 	m.mode = mode & 0o7777
 	m.uid, m.gid = uint32(os.Getuid()), uint32(os.Getgid())
+	if m.own != nil && m.own.uid >= 0 {
+		m.uid = uint32(m.own.uid)
+	}
+	if m.own != nil && m.own.gid >= 0 {
+		m.gid = uint32(m.own.gid)
+	}
 	m.atime, m.mtime, m.ctime = born, born, born
 }
 

@@ -263,12 +263,13 @@ func (f *FS) addDevice(d *nvcore.Device) {
 	if f.deviceInode(d) != nil {
 		return
 	}
-	dir := &deviceDir{dirNode: dirNode{born: f.born}, dev: d}
+	own := deviceOwner(d) // of every file and folder of the device
+	dir := &deviceDir{dirNode: dirNode{meta: meta{own: own}, born: f.born}, dev: d}
 	dirIn := f.root.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: syscall.S_IFDIR})
 	add := func(parent *gofs.Inode, name string, node gofs.InodeEmbedder) {
 		parent.AddChild(name, parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 	}
-	add(dirIn, "nvmem", &nvmemFile{dev: d, born: f.born})
+	add(dirIn, "nvmem", &nvmemFile{meta: meta{own: own}, dev: d, born: f.born})
 	// A write through a cell file changes bytes the nvmem file may hold
 	// in the page cache.
 	contentChanged := func() {}
@@ -276,9 +277,9 @@ func (f *FS) addDevice(d *nvcore.Device) {
 		nvmem := dirIn.GetChild("nvmem")
 		contentChanged = func() { f.post(d, func() { nvmem.NotifyContent(0, 0) }) }
 	}
-	add(dirIn, "type", &attrFile{dev: d, mode: 0o444, show: showType, born: f.born})
+	add(dirIn, "type", &attrFile{meta: meta{own: own}, dev: d, mode: 0o444, show: showType, born: f.born})
 	if d.CanWrite() {
-		add(dirIn, "force_ro", &attrFile{dev: d, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
+		add(dirIn, "force_ro", &attrFile{meta: meta{own: own}, dev: d, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
 	}
 	// cells/ is there for every device that has or may get cells; the
 	// device directory hides it while it is empty.

@@ -247,16 +247,6 @@ var (
 	_ gofs.NodeFsyncer   = (*cellFile)(nil)
 )
 
-// cellMode is the kernel's 0444 & mode of nvmem, plus the write bit of nvmem
-// for a plain cell (SPEC 4, "we go further"). A layout's cells are edited
-// through the layout.
-func cellMode(c *nvcore.Cell) uint32 {
-	if c.Plain() {
-		return c.Device().Mode() & 0o644
-	}
-	return c.Device().Mode() & 0o444
-}
-
 // Open of a cell that left the content is ENODEV, as kernfs answers for a
 // removed node whose name was still cached.
 func (c *cellFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

@@ -71,6 +71,9 @@ type CellInfo struct {
 	// Provided cells are read by the provider itself (CellReader), not
 	// from the bytes at Offset; they cannot be written.
 	Provided bool
+	// Mode, when set, is the cell file's permission bits (a cells file's
+	// mode=, or a mirrored kernel cell's own mode); see Access.
+	Mode *uint32
 }
 
 // Config describes a device to register. The size comes from the provider.
@@ -101,6 +104,10 @@ type Config struct {
 	// A content it cannot parse leaves the device without those cells, and
 	// Device.LayoutError says why.
 	Layout Layout
+	// Access sets owner, group and modes of the device's files where the
+	// kernel's defaults are not wanted. Register refuses one that grants
+	// what the device cannot do.
+	Access Access
 }
 
 // NameMax is the most bytes a file name may have (Linux NAME_MAX): a

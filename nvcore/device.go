@@ -28,6 +28,7 @@ type Device struct {
 	stride   int
 	keepouts []Keepout
 	mode     uint32
+	access   Access
 	xfer     int // largest read in one read section
 	xferW    int // largest write in one read section
 	reg      *Registry
@@ -101,6 +102,10 @@ func newDevice(name string, cfg Config, p Provider, size int64) *Device {
 	d.readOnly = cfg.ReadOnly || d.writer == nil
 	d.forceRO.Store(d.readOnly)
 	d.mode = fileMode(d.rootOnly, d.readOnly, d.reader != nil, d.writer != nil)
+	d.access = cfg.Access.clone()
+	if m := d.access.Mode; m != nil {
+		d.mode = *m // checked at Register: grants nothing the device cannot do
+	}
 	_, d.exclusive = p.(Exclusive)
 	d.wp = cfg.WriteProtect
 	d.declared = append([]CellInfo(nil), cfg.Cells...)
@@ -176,7 +181,8 @@ func (d *Device) Stride() int { return d.stride }
 // Keepouts returns the regions the provider never sees.
 func (d *Device) Keepouts() []Keepout { return append([]Keepout(nil), d.keepouts...) }
 
-// Mode is the permission bits of the device's nvmem file (SPEC 2): 0644,
+// Mode is the permission bits of the device's nvmem file: as configured
+// (Config.Access), else as the kernel's (SPEC 2): 0644,
 // 0444, 0600, 0400, or less when the provider cannot read or write.
 func (d *Device) Mode() uint32 { return d.mode }
 

@@ -107,6 +107,9 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 	if err := checkCacheKeepouts(cfg, canWrite); err != nil {
 		return nil, err
 	}
+	if err := checkAccess(cfg, canRead, canWrite); err != nil {
+		return nil, err
+	}
 
 	if cfg.Name != "" {
 		if _, err := r.Device(cfg.Name); err == nil {

@@ -11,7 +11,7 @@ import (
 )
 
 // ReadCellsFile reads a cells file: one cell a line,
-// NAME OFFSET BYTES [BIT_OFFSET NBITS], '#' starts a comment. Errors name the
+// NAME OFFSET BYTES [BIT_OFFSET NBITS] [mode=MODE], '#' starts a comment. Errors name the
 // file and the line; a cell declared twice (the same name, offset and bit
 // offset, so the same file in cells/) names both lines. It also returns the
 // line of each cell.
@@ -20,12 +20,14 @@ func ReadCellsFile(path string) ([]nvcore.CellInfo, []int, error) {
 	var lines []int
 	first := map[string]int{} // file name -> line
 	err := eachLine(path, func(line int, text string) error {
-		words := strings.Fields(text)
-		if len(words) != 3 && len(words) != 5 {
-			return fmt.Errorf("want NAME OFFSET BYTES [BIT_OFFSET NBITS], got %d words", len(words))
+		words, mode, err := cellModeWord(strings.Fields(text))
+		if err != nil {
+			return err
 		}
-		c := nvcore.CellInfo{Name: words[0]}
-		var err error
+		if len(words) != 3 && len(words) != 5 {
+			return fmt.Errorf("want NAME OFFSET BYTES [BIT_OFFSET NBITS] [mode=MODE], got %d words", len(words))
+		}
+		c := nvcore.CellInfo{Name: words[0], Mode: mode}
 		if c.Offset, err = ParseNumber(words[1]); err != nil {
 			return fmt.Errorf("offset: %v", err)
 		}

@@ -7,6 +7,7 @@
 //	    [,keepout=START-END:FILL]...[,cells=CELLSFILE]
 //	    [,layout=onie-tlv|u-boot-env|u-boot-env-redundant|sl28vpd|fixed|auto]
 //	    [,env-size=N|auto][,env-flags=counter|boolean][,wp-gpio=CHIP:LINE[:active-low]][,cache]
+//	    [,owner=USER|UID][,group=GROUP|GID][,mode=MODE][,cells-mode=MODE][,cell-mode=NAME:MODE]...
 //	at24:BUS:ADDR[,chip=24c02][,pagesize=N][,io-limit=N] and the common options
 //	sysfs:NAME[,root=SYSFS] and the common options
 //	mtd:DEV and the common options: NOR flash, DEV /dev/mtdN, N, or a
@@ -155,7 +156,7 @@ func Parse(text, dir string) (*Spec, error) {
 	seen := map[string]bool{}
 	for _, f := range fields[1:] {
 		key, val, hasVal := strings.Cut(f, "=")
-		if key != "keepout" {
+		if key != "keepout" && key != "cell-mode" {
 			if seen[key] {
 				return fail("option %q given twice", key)
 			}
@@ -171,7 +172,7 @@ func Parse(text, dir string) (*Spec, error) {
 		switch {
 		case key == "":
 			return fail("empty option (two commas in a row?)")
-		case !commonOptions[key] && !kindOptions[kind][key]:
+		case !commonOptions[key] && !kindOptions[kind][key] && !accessOptions[key]:
 			return fail("unknown option %q for %s", key, kind)
 		case !hasVal && key != "ro" && key != "root-only" && key != "cache":
 			return fail("option %q needs a value (%s=...)", key, key)
@@ -255,6 +256,8 @@ func Parse(text, dir string) (*Spec, error) {
 			}
 		case "env-flags":
 			s.Env.Flags, err = layouts.ParseEnvFlags(val)
+		case "owner", "group", "mode", "cells-mode", "cell-mode":
+			err = s.parseAccess(key, val)
 		case "cells":
 			s.CellsFile = absolute(val, dir)
 			s.Config.Cells, s.cellLines, err = ReadCellsFile(s.CellsFile)
@@ -406,7 +409,7 @@ func mergeKernel(cfg, kernel nvcore.Config, typeSet bool) nvcore.Config {
 	cfg.ReadOnly = cfg.ReadOnly || kernel.ReadOnly
 	cfg.RootOnly = cfg.RootOnly || kernel.RootOnly
 	cfg.Cells = append(append([]nvcore.CellInfo(nil), kernel.Cells...), cfg.Cells...)
-	return cfg
+	return kernelAccess(cfg, kernel)
 }
 
 // Attach opens the provider and the write-protect line, and registers the

@@ -219,8 +219,26 @@ func open(name string, o Options) (*mirror, error) {
 	// or when the kernel's force_ro is 1 now.
 	m.cfg.ReadOnly = !writable || forceRO
 	m.cfg.RootOnly = perm&0o004 == 0
+	m.cfg.Access = kernelAccess(ident, perm, !m.cfg.ReadOnly)
 	m.cfg.Cells = m.readCells()
 	return m, nil
+}
+
+// kernelAccess is the owner, group and mode of the kernel's nvmem file,
+// which the mirror keeps (a udev rule's chown or chmod of the kernel's
+// file included); a write bit only if the mirror can write.
+func kernelAccess(st fs.FileInfo, perm fs.FileMode, writable bool) nvcore.Access {
+	var a nvcore.Access
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		uid, gid := sys.Uid, sys.Gid
+		a.UID, a.GID = &uid, &gid
+	}
+	mode := uint32(perm)
+	if !writable {
+		mode &^= 0o222
+	}
+	a.Mode = &mode
+	return a
 }
 
 // openNvmem opens the kernel's file read-write when its mode has a write bit
@@ -335,6 +353,9 @@ func (m *mirror) cellInfo(dir string, e fs.DirEntry) (nvcore.CellInfo, error) {
 	if !st.Mode().IsRegular() {
 		return nvcore.CellInfo{}, fmt.Errorf("%w: not a file", nvcore.ErrInvalid)
 	}
+	// The kernel's cell files are read-only; their read bits are what
+	// the kernel (or an administrator's chmod) gives them.
+	mode := uint32(st.Mode().Perm()) & 0o444
 	ci := nvcore.CellInfo{
 		Name:      name,
 		Offset:    off,
@@ -342,6 +363,7 @@ func (m *mirror) cellInfo(dir string, e fs.DirEntry) (nvcore.CellInfo, error) {
 		BitOffset: bit,
 		Layout:    CellLayout,
 		Provided:  true,
+		Mode:      &mode,
 	}
 	if bit >= ci.Bytes*8 {
 		return nvcore.CellInfo{}, fmt.Errorf("%w: bit offset %d lies past the cell's %d bytes", nvcore.ErrInvalid, bit, ci.Bytes)
