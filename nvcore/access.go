@@ -64,13 +64,10 @@ func checkAccess(cfg Config, canRead, canWrite bool) error {
 	a := cfg.Access
 	readOnly := cfg.ReadOnly || !canWrite
 	why := func() string {
-		switch {
-		case !canWrite:
-			return "the device cannot be written (its provider has no write)"
-		case cfg.ReadOnly:
+		if canWrite {
 			return "the device is read-only (ro, or force_ro set at attach)"
 		}
-		return ""
+		return "the device cannot be written (ro, or a memory opened read-only)"
 	}
 	check := func(opt string, m uint32, writable bool, cellWhy string) error {
 		switch {
