@@ -161,7 +161,9 @@ func openEdit(c *cli.Context, key, remove string) (*target, *os.File, int64, []s
 	}
 	f, size, err := t.open(len(op) > 0)
 	if err != nil {
-		return nil, nil, 0, nil, fmt.Errorf("%s: %w", name, err)
+		// The target and the operation still: a read may go on with the
+		// cells the user may read (fromCells).
+		return t, nil, 0, op, fmt.Errorf("%s: %w", name, err)
 	}
 	return t, f, size, op, nil
 }
@@ -213,6 +215,9 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 
 func envCmd(c *cli.Context) error {
 	t, f, size, op, err := openEdit(c, "NAME", "unset")
+	if fromCells(t, op, err) {
+		return envFromCells(t, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -260,6 +265,9 @@ func envCmd(c *cli.Context) error {
 
 func tlvCmd(c *cli.Context) error {
 	t, f, size, op, err := openEdit(c, "CODE", "delete")
+	if fromCells(t, op, err) {
+		return tlvFromCells(t, err)
+	}
 	if err != nil {
 		return err
 	}

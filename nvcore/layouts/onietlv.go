@@ -822,6 +822,20 @@ func DescribeTLVInfo(w io.Writer, data []byte) error {
 	return err
 }
 
+// DescribeTLVs writes fields as DescribeTLVInfo writes its rows, under the
+// same column heads, without header or checksum: for fields read one by
+// one, as a user who may read some cells of a device but not its whole
+// memory reads them.
+func DescribeTLVs(w io.Writer, tlvs []TLV) error {
+	o := &onieWriter{w: w}
+	o.printf("TLV Name             Code Len Value\n")
+	o.printf("-------------------- ---- --- -----\n")
+	for _, v := range tlvs {
+		o.row(v.Code, v.Value)
+	}
+	return o.err
+}
+
 // Describe writes the image Encode makes of t as DescribeTLVInfo does: to
 // show an edit before it is written.
 func (t *TLVInfo) Describe(w io.Writer) error {
