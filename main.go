@@ -69,7 +69,7 @@ func newApp() *cli.App {
 				ArgsUsage: "MOUNTPOINT",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "serve in this process instead of the background"},
-					&cli.BoolFlag{Name: "allow-other", Usage: "let other users in (the file modes are enforced)"},
+					&cli.BoolFlag{Name: "allow-other", Usage: allowOtherHelp},
 					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "attach the devices of `FILE`, one SPEC a line"},
 					&cli.StringSliceFlag{Name: "device", Aliases: []string{"d"}, Usage: "attach `SPEC` (repeatable)"},
 					&cli.BoolFlag{Name: "demo", Usage: "attach demo devices built from the bundled images"},
@@ -205,7 +205,13 @@ func startBackground(mnt string) error {
 	msg, _ := io.ReadAll(r)
 	r.Close()
 	text := strings.TrimSpace(string(msg))
-	if text == "ok" {
+	// Warnings come first, one a line, then "ok".
+	if warnings, ok := strings.CutSuffix(text, "ok"); ok && (warnings == "" || strings.HasSuffix(warnings, "\n")) {
+		for _, w := range strings.Split(strings.TrimSpace(warnings), "\n") {
+			if w != "" {
+				fmt.Fprintln(os.Stderr, "nvmemfs:", w)
+			}
+		}
 		cmd.Process.Release()
 		return nil
 	}
@@ -272,12 +278,22 @@ func serve(c *cli.Context, mnt string) (err error) {
 	} else if err != nil {
 		return err
 	}
-	fsys, err = fs.Mount(mnt, reg, fs.Options{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug")})
+	allowOther := c.Bool("allow-other")
+	fsys, err = fs.Mount(mnt, reg, fs.Options{AllowOther: allowOther, Debug: c.Bool("debug")})
 	if err != nil {
 		return err
 	}
+	ctl.Warn = func(d *nvcore.Device) string { return accessWarning(d, allowOther) }
+	var warnings []string
 	for _, sp := range specs {
-		if _, err := ctl.AttachSpec(sp); err != nil {
+		d, err := ctl.AttachSpec(sp)
+		if err == nil {
+			if w := accessWarning(d, allowOther); w != "" {
+				slog.Warn(w)
+				warnings = append(warnings, "warning: "+w)
+			}
+		}
+		if err != nil {
 			err = fmt.Errorf("attach %s: %w", sp.Text, err)
 			if c.Bool("keep-going") {
 				// Hardware absent now is attached by the udev hook when
@@ -317,6 +333,9 @@ func serve(c *cli.Context, mnt string) (err error) {
 	slog.Info("mounted", "mountpoint", mnt, "devices", len(reg.Devices()))
 	notifySystemd("READY=1")
 	if ready != nil {
+		for _, w := range warnings {
+			fmt.Fprintln(ready, w)
+		}
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
 		ready = nil
@@ -441,6 +460,9 @@ func requestCmd(op string) cli.ActionFunc {
 		resp, err := control.Call(c.String("mount"), control.Request{Op: op, Args: c.Args().Slice(), Dir: cwd})
 		if err != nil {
 			return err
+		}
+		for _, w := range resp.Warnings {
+			fmt.Fprintln(os.Stderr, "nvmemfs: warning:", w)
 		}
 		if len(resp.Errors) == 0 {
 			report("%sed %s", op, strings.Join(c.Args().Slice(), " "))

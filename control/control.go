@@ -56,8 +56,11 @@ type Request struct {
 // Response is what the server answers. Errors lists one message for each
 // argument that failed; the others succeeded.
 type Response struct {
-	Errors  []string     `json:"errors,omitempty"`
-	Devices []DeviceInfo `json:"devices,omitempty"`
+	Errors []string `json:"errors,omitempty"`
+	// Warnings are about devices that were attached (their modes grant
+	// access the mount cannot give, say).
+	Warnings []string     `json:"warnings,omitempty"`
+	Devices  []DeviceInfo `json:"devices,omitempty"`
 }
 
 // DeviceInfo describes a device for ls.
@@ -177,6 +180,10 @@ type Server struct {
 	sources map[*nvcore.Device]*spec.Spec
 
 	async orderedJobs // asynchronous requests, in order by device and hardware
+
+	// Warn, when set before Serve, is asked about each device an attach
+	// request attached; what it says is logged and sent back as a warning.
+	Warn func(*nvcore.Device) string
 }
 
 // NewServer makes a server for reg. shutdown removes every device and
@@ -402,8 +409,14 @@ func (s *Server) handle(req Request) Response {
 	switch req.Op {
 	case "attach":
 		for _, text := range req.Args {
-			if _, err := s.Attach(text, req.Dir); err != nil {
+			d, err := s.Attach(text, req.Dir)
+			if err != nil {
 				fail(fmt.Errorf("attach %s: %w", text, err))
+			} else if s.Warn != nil {
+				if w := s.Warn(d); w != "" {
+					slog.Warn(w)
+					resp.Warnings = append(resp.Warnings, w)
+				}
 			}
 		}
 	case "detach":
