@@ -134,7 +134,8 @@ func TestAccessModes(t *testing.T) {
 	board := "file:" + filepath.Join(shared, "eeprom.bin") + ",name=board,cells=board.cells,group=" + u.name + ",mode=0640"
 	env := "file:" + filepath.Join(shared, "uboot-env.bin") + ",name=env,layout=u-boot-env-redundant,env-size=0x2000,owner=" + u.name + ",mode=0600,cells-mode=0400"
 	plain := "file:" + filepath.Join(shared, "uboot-env.bin") + ",name=plain,ro"
-	conf := writeFile(t, shared, "devices.conf", []byte(strings.Join([]string{onie, board, env, plain}, "\n")+"\n"))
+	sealed := "file:" + filepath.Join(shared, "onie.bin") + ",name=sealed,ro,layout=onie-tlv,mode=0400"
+	conf := writeFile(t, shared, "devices.conf", []byte(strings.Join([]string{onie, board, env, plain, sealed}, "\n")+"\n"))
 	t.Cleanup(func() { cleanupMount(t, mnt) })
 	mustOK(t, nv(t, "mount", "--allow-other", "--config", conf, mnt))
 
@@ -215,6 +216,10 @@ func TestAccessModes(t *testing.T) {
 		t.Errorf("tlv as %s shows fields it may not read:\n%s", u.name, r.stdout)
 	}
 	wantContains(t, "tlv as the user, stderr", r.stderr, "is not readable by you", "(3 of 9)", "part-number")
+	// Nothing readable at all: the refusal, and why.
+	wantContains(t, "tlv as the user, nothing readable", mustFail(t, u.run(t, nvmemfsBin, "tlv", "-m", mnt, "sealed")),
+		"sealed/nvmem: permission denied; and none of its 9 cells is readable by you either")
+	wantContains(t, "env set as the user on a read-only device", mustFail(t, u.run(t, nvmemfsBin, "env", "-m", mnt, "plain", "set", "a", "b")), "read-only")
 	// Root sees it all, from nvmem.
 	wantContains(t, "tlv as root", mustOK(t, nv(t, "tlv", "-m", mnt, "onie")).stdout, "Part Number", "Checksum is valid.")
 	// env: nvmem is the owner's (0600): the owner reads and edits it.

@@ -82,6 +82,20 @@ func splitDenied(cells []cellValue) (readable []cellValue, denied []string) {
 	return readable, denied
 }
 
+// readableCells reads the cells for cmd, says which were withheld, and
+// returns those the user may read: at least one, or an error.
+func readableCells(cmd string, t *target, refused error) ([]cellValue, error) {
+	cells, err := readCells(t)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	readable, denied := splitDenied(cells)
+	if err := cellsNote(cmd, t, refused, readable, denied); err != nil {
+		return nil, err
+	}
+	return readable, nil
+}
+
 // cellsNote tells, on standard error, that the output is the cells the user
 // may read and which were withheld. With no cell readable, the refusal of
 // nvmem is the command's error.
@@ -103,12 +117,8 @@ func cellsNote(cmd string, t *target, refused error, readable []cellValue, denie
 // tlvFromCells prints the TlvInfo fields of the cells the user may read,
 // as tlv prints them, without the header and checksum only nvmem holds.
 func tlvFromCells(t *target, refused error) error {
-	cells, err := readCells(t)
+	readable, err := readableCells("tlv", t, refused)
 	if err != nil {
-		return fmt.Errorf("tlv: %w", err)
-	}
-	readable, denied := splitDenied(cells)
-	if err := cellsNote("tlv", t, refused, readable, denied); err != nil || len(readable) == 0 {
 		return err
 	}
 	var tlvs []layouts.TLV
@@ -125,12 +135,8 @@ func tlvFromCells(t *target, refused error) error {
 // envFromCells prints the variables of the cells the user may read, as
 // env prints them: ethaddr, which its cell gives as 6 bytes, as its text.
 func envFromCells(t *target, refused error) error {
-	cells, err := readCells(t)
+	readable, err := readableCells("env", t, refused)
 	if err != nil {
-		return fmt.Errorf("env: %w", err)
-	}
-	readable, denied := splitDenied(cells)
-	if err := cellsNote("env", t, refused, readable, denied); err != nil || len(readable) == 0 {
 		return err
 	}
 	var b strings.Builder
