@@ -315,3 +315,32 @@ func TestAccessAttachRefused(t *testing.T) {
 	}
 	mustOK(t, u.run(t, bin, "unmount", userMnt))
 }
+
+// TestAccessWarning: without --allow-other only the mounting user enters,
+// so mount and attach warn about a device whose options grant others
+// access, and say nothing of the kernel's default modes.
+func TestAccessWarning(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	img := writeFile(t, dir, "img.bin", pattern(256, 3))
+	writeFile(t, dir, "c.cells", []byte("serial 0 16 mode=0444\n"))
+	mnt := t.TempDir()
+	t.Cleanup(func() { cleanupMount(t, mnt) })
+	r := mustOK(t, nv(t, "mount", "--device", "file:"+img+",name=shared,cells="+filepath.Join(dir, "c.cells")+",mode=0600",
+		"--device", "file:"+img+",name=kernel,ro", mnt))
+	wantContains(t, "mount without --allow-other", r.stderr,
+		"warning: device shared: modes for other users, but the mount has no --allow-other: only uid "+strconv.Itoa(os.Getuid())+" can enter it")
+	if strings.Contains(r.stderr, "device kernel") {
+		t.Errorf("a device with the kernel's modes was warned about: %s", r.stderr)
+	}
+	r = mustOK(t, nv(t, "attach", "-m", mnt, "file:"+img+",name=given,ro,owner=12345,mode=0400"))
+	wantContains(t, "attach without --allow-other", r.stderr, "warning: device given: owner 12345, but the mount has no --allow-other")
+	r = mustOK(t, nv(t, "attach", "-m", mnt, "file:"+img+",name=mine,ro,mode=0400"))
+	if r.stderr != "" {
+		t.Errorf("attach of a device for the mounting user only: %q", r.stderr)
+	}
+	// The modes stand all the same, for the mounting user.
+	if r := runCmd(t, cmdOpts{}, "stat", "-c", "%a %u", filepath.Join(mnt, "given/nvmem")); strings.TrimSpace(r.stdout) != "400 12345" {
+		t.Errorf("stat given/nvmem: %q", r.stdout)
+	}
+}
