@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nvmemfs/nvmemfs/backends/spec"
 	"github.com/nvmemfs/nvmemfs/nvcore"
 )
 
@@ -15,13 +16,14 @@ const allowOtherHelp = "let other users in: the kernel then checks each file's o
 	"Without it only the user who mounts can enter at all, whatever the modes say " +
 	"(needs user_allow_other in /etc/fuse.conf for a user other than root)"
 
-// accessWarning says when a device was given access for users other than
+// accessWarning says when a device's SPEC gave access to users other than
 // the server's own (owner=, group=, or modes with group or other bits)
 // that a mount without --allow-other cannot give: only the mounting user
-// can enter it. Devices with the kernel's default modes get no warning.
-func accessWarning(d *nvcore.Device, allowOther bool) string {
-	a := d.Access()
-	if allowOther || !a.Set() {
+// can enter it. A SPEC without such options gets no warning, a mirror of
+// a kernel device with the kernel's modes included: those are the
+// kernel's defaults, not a wish of the user's.
+func accessWarning(sp *spec.Spec, d *nvcore.Device, allowOther bool) string {
+	if allowOther || sp == nil || !sp.Config.Access.Set() {
 		return ""
 	}
 	var why []string

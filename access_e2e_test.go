@@ -339,6 +339,21 @@ func TestAccessWarning(t *testing.T) {
 	if r.stderr != "" {
 		t.Errorf("attach of a device for the mounting user only: %q", r.stderr)
 	}
+	// A mirror keeps the kernel's modes (0644 here): the kernel's
+	// defaults, no wish of the user's, so no warning.
+	root := filepath.Join(t.TempDir(), "sys")
+	if err := os.CopyFS(root, os.DirFS("backends/sysfs/testdata/sys")); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(root, "bus/nvmem/devices/0-00500/nvmem"), 0o644)
+	mirrorMnt := t.TempDir()
+	t.Cleanup(func() { cleanupMount(t, mirrorMnt) })
+	if r := mustOK(t, nv(t, "mount", "--mirror", "--sysfs", root, mirrorMnt)); strings.Contains(r.stderr, "warning") {
+		t.Errorf("mount --mirror warned: %s", r.stderr)
+	}
+	if r := runCmd(t, cmdOpts{}, "stat", "-c", "%a", filepath.Join(mirrorMnt, "0-00500/nvmem")); strings.TrimSpace(r.stdout) != "644" {
+		t.Errorf("mirror of a 0644 kernel file: %q", r.stdout)
+	}
 	// The modes stand all the same, for the mounting user.
 	if r := runCmd(t, cmdOpts{}, "stat", "-c", "%a %u", filepath.Join(mnt, "given/nvmem")); strings.TrimSpace(r.stdout) != "400 12345" {
 		t.Errorf("stat given/nvmem: %q", r.stdout)

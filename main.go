@@ -283,12 +283,12 @@ func serve(c *cli.Context, mnt string) (err error) {
 	if err != nil {
 		return err
 	}
-	ctl.Warn = func(d *nvcore.Device) string { return accessWarning(d, allowOther) }
+	ctl.Warn = func(sp *spec.Spec, d *nvcore.Device) string { return accessWarning(sp, d, allowOther) }
 	var warnings []string
 	for _, sp := range specs {
 		d, err := ctl.AttachSpec(sp)
 		if err == nil {
-			if w := accessWarning(d, allowOther); w != "" {
+			if w := accessWarning(sp, d, allowOther); w != "" {
 				slog.Warn(w)
 				warnings = append(warnings, "warning: "+w)
 			}

@@ -182,8 +182,9 @@ type Server struct {
 	async orderedJobs // asynchronous requests, in order by device and hardware
 
 	// Warn, when set before Serve, is asked about each device an attach
-	// request attached; what it says is logged and sent back as a warning.
-	Warn func(*nvcore.Device) string
+	// request attached, with its SPEC; what it says is logged and sent
+	// back as a warning.
+	Warn func(*spec.Spec, *nvcore.Device) string
 }
 
 // NewServer makes a server for reg. shutdown removes every device and
@@ -413,7 +414,10 @@ func (s *Server) handle(req Request) Response {
 			if err != nil {
 				fail(fmt.Errorf("attach %s: %w", text, err))
 			} else if s.Warn != nil {
-				if w := s.Warn(d); w != "" {
+				s.mu.Lock()
+				sp := s.sources[d]
+				s.mu.Unlock()
+				if w := s.Warn(sp, d); sp != nil && w != "" {
 					slog.Warn(w)
 					resp.Warnings = append(resp.Warnings, w)
 				}
