@@ -587,7 +587,7 @@ func (d *Device) forceROError(op string, err error) error {
 	case errors.Is(err, os.ErrNotExist) && d.gone():
 		return fmt.Errorf("block %s: the device is gone (%s %s: %v): %w", d.path, op, d.forceRO, err, syscall.ENODEV)
 	case errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EROFS):
-		return fmt.Errorf("%w: block %s is write-protected by the kernel, and %s %s failed (%v): lifting it needs root", nvcore.ErrReadOnly, d.path, op, d.forceRO, err)
+		return fmt.Errorf("%w: block %s is write-protected by the kernel, and %s %s failed (%w): lifting the protection needs root and a writable sysfs", nvcore.ErrReadOnly, d.path, op, d.forceRO, err)
 	}
 	return fmt.Errorf("%w: block %s: %s %s: %w", nvcore.ErrReadOnly, d.path, op, d.forceRO, err)
 }

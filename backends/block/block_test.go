@@ -362,6 +362,34 @@ func TestForceRO(t *testing.T) {
 		}
 	})
 
+	t.Run("cannot be lifted", func(t *testing.T) {
+		// force_ro on a read-only mount: writing it fails, as it does
+		// for a user who is not root (EACCES there, EROFS here).
+		content := pattern(6, 64<<10)
+		img := looptest.Image(t, content)
+		dev := looptest.Attach(t, img)
+		root, fro := fakeSysfs(t, dev, "1")
+		d := openDevice(t, Options{Path: dev, SysfsRoot: root})
+		dir := filepath.Dir(fro)
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+			t.Fatalf("bind mount: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+			t.Fatalf("remount read-only: %v", err)
+		}
+		_, err := d.WriteAt([]byte("abc"), 0)
+		if !errors.Is(err, nvcore.ErrReadOnly) || !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "write-protected by the kernel") {
+			t.Errorf("write: %v, want ErrReadOnly saying the protection could not be lifted", err)
+		}
+		if got, _ := os.ReadFile(img); !bytes.Equal(got, content) {
+			t.Error("the image changed")
+		}
+		if got := readForceRO(t, fro); got != "1" {
+			t.Errorf("force_ro %s", got)
+		}
+	})
+
 	t.Run("restored by Close when the restore failed", func(t *testing.T) {
 		dev := looptest.Attach(t, looptest.Image(t, make([]byte, 64<<10)))
 		root, fro := fakeSysfs(t, dev, "1")
