@@ -20,35 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nvmemfs/nvmemfs/backends/block/looptest"
 )
-
-// fakeBlockSysfs makes a sysfs tree in which dev has a force_ro of the
-// given value, at dev/block/MAJ:MIN, and returns the root and force_ro.
-func fakeBlockSysfs(t *testing.T, dev, forceRO string) (root, forceROPath string) {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(dev, &st); err != nil {
-		t.Fatal(err)
-	}
-	root = t.TempDir()
-	rdev := uint64(st.Rdev)
-	dir := filepath.Join(root, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	forceROPath = writeFile(t, dir, "force_ro", []byte(forceRO+"\n"))
-	return root, forceROPath
-}
-
-func readDevice(t *testing.T, dev string) []byte {
-	t.Helper()
-	// The image may lag behind nothing: the loop driver writes through
-	// to its file; the device itself is read to be sure.
-	return readFile(t, dev)
-}
 
 // pwriteErrno opens path write-only and writes data at off, returning the
 // errno of the open or of the write (0 for success).
@@ -91,7 +64,7 @@ func TestBlockReadWrite(t *testing.T) {
 				mustOK(t, runCmd(t, cmdOpts{}, "dd", "if="+src, "of="+nvm, fmt.Sprintf("bs=%d", w.bs), fmt.Sprintf("seek=%d", w.seek), "conv=notrunc", "status=none"))
 				copy(want[w.bs*w.seek:], data)
 			}
-			if got := readDevice(t, dev); !bytes.Equal(got, want) {
+			if got := readFile(t, dev); !bytes.Equal(got, want) {
 				t.Errorf("the device differs from what dd wrote, from byte %#x", firstDifference(got, want))
 			}
 			mustOK(t, runCmd(t, cmdOpts{}, "cmp", nvm, dev))
@@ -105,7 +78,7 @@ func TestBlockReadWrite(t *testing.T) {
 			if oerr, werr := pwriteErrno(nvm, []byte("x"), size); oerr != nil || !errors.Is(werr, syscall.EFBIG) {
 				t.Errorf("write at the end: open %v, write %v; want EFBIG", oerr, werr)
 			}
-			if got := readDevice(t, dev); !bytes.Equal(got, want) {
+			if got := readFile(t, dev); !bytes.Equal(got, want) {
 				t.Error("the device changed after the refused write")
 			}
 		})
@@ -148,7 +121,7 @@ func TestBlockForceRO(t *testing.T) {
 	const size = 16 << 20
 	img := looptest.Image(t, make([]byte, size))
 	dev := looptest.Attach(t, img)
-	root, fro := fakeBlockSysfs(t, dev, "1")
+	root, fro := looptest.FakeSysfs(t, dev, "1")
 	mnt := mountImages(t, "block:"+dev+",name=boot1,root="+root)
 	nvm := filepath.Join(mnt, "boot1", "nvmem")
 	mustOK(t, runCmd(t, cmdOpts{}, "sh", "-c", `printf 'bootcmd' | dd of="$1" bs=1 seek=5 conv=notrunc status=none`, "sh", nvm))

@@ -110,6 +110,16 @@ func udevRequest(ev udevEvent, configPath, sysfs string) (*control.Request, erro
 	return nil, nil
 }
 
+// readUdevConfig reads the config file; a missing one declares nothing.
+func readUdevConfig(path string) ([]*spec.Spec, error) {
+	specs, err := spec.ReadConfigFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		slog.Debug("udev: no config file", "path", path)
+		return nil, nil
+	}
+	return specs, err
+}
+
 // isMTD tells an MTD device's node (mtd3) from its read-only twin (mtd3ro).
 func isMTD(kernel string) bool {
 	n, ok := strings.CutPrefix(kernel, "mtd")
@@ -127,11 +137,7 @@ func isMTD(kernel string) bool {
 // node, its kernel name, a link udev made to it (DEVLINKS), or any other
 // path that resolves to its node.
 func configuredFlash(path string, ev udevEvent, sysfs string) ([]string, error) {
-	specs, err := spec.ReadConfigFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		slog.Debug("udev: no config file", "path", path)
-		return nil, nil
-	}
+	specs, err := readUdevConfig(path)
 	if err != nil {
 		return nil, err
 	}
@@ -196,11 +202,7 @@ func isAdapter(kernel string) bool {
 // adapter i2c-N (named by number, path or adapter name). A missing config
 // file declares nothing.
 func configuredOn(path, adapter, adapterName string) ([]string, error) {
-	specs, err := spec.ReadConfigFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		slog.Debug("udev: no config file", "path", path)
-		return nil, nil
-	}
+	specs, err := readUdevConfig(path)
 	if err != nil {
 		return nil, err
 	}

@@ -66,6 +66,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmemfs/nvmemfs/backends/file"
+	"github.com/nvmemfs/nvmemfs/backends/gonewatch"
 	"github.com/nvmemfs/nvmemfs/nvcore"
 )
 
@@ -122,10 +124,9 @@ type Device struct {
 	buf    []byte // aligned, xfer + 2*bs
 	lifted bool
 
-	stateMu sync.Mutex // guards closed, stop, done
+	stateMu sync.Mutex // guards closed
 	closed  bool
-	stop    chan struct{}
-	done    chan struct{}
+	watcher gonewatch.Watcher
 }
 
 // ReadOnlyDevice is a block device served read-only: it has no WriteAt,
@@ -249,22 +250,14 @@ func openRetry(path string, flag int) (int, error) {
 
 // checkBlock refuses what is not a block device, naming what it is.
 func checkBlock(given, path string, mode uint32) error {
-	var what string
+	what := file.KindOf(mode)
 	switch mode & unix.S_IFMT {
 	case unix.S_IFBLK:
 		return nil
 	case unix.S_IFREG:
-		what = "a regular file (use file:" + given + " for an image)"
-	case unix.S_IFDIR:
-		what = "a directory"
+		what += " (use file:" + given + " for an image)"
 	case unix.S_IFCHR:
-		what = "a character device (use mtd: for /dev/mtdN)"
-	case unix.S_IFIFO:
-		what = "a FIFO (named pipe)"
-	case unix.S_IFSOCK:
-		what = "a socket"
-	default:
-		what = fmt.Sprintf("of file type %#o", mode&unix.S_IFMT)
+		what += " (use mtd: for /dev/mtdN)"
 	}
 	name := given
 	if path != given {
@@ -420,17 +413,31 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.eachPiece(len(p), off, func(done int, start int64, head, n int, buf []byte) error {
+		if err := d.pread(buf, start); err != nil {
+			return err
+		}
+		copy(p[done:done+n], buf[head:head+n])
+		return nil
+	})
+}
+
+// eachPiece cuts n bytes at off of the window into pieces that fit the
+// buffer, and calls fn for each in order: done bytes come before it, start
+// is the device offset of its first logical block, head its offset in that
+// block, n its length, and buf the part of the buffer that holds its
+// whole blocks. It stops at fn's first error, and returns the bytes of the
+// pieces done.
+func (d *Device) eachPiece(total int, off int64, fn func(done int, start int64, head, n int, buf []byte) error) (int, error) {
 	done := 0
-	for done < len(p) {
+	for done < total {
 		pos := d.offset + off + int64(done)
 		start := pos &^ int64(d.bs-1)
 		head := int(pos - start)
-		n := min(len(p)-done, d.xfer-head)
-		span := roundUp(head+n, d.bs)
-		if err := d.pread(d.buf[:span], start); err != nil {
+		n := min(total-done, d.xfer-head)
+		if err := fn(done, start, head, n, d.buf[:roundUp(head+n, d.bs)]); err != nil {
 			return done, err
 		}
-		copy(p[done:done+n], d.buf[head:head+n])
 		done += n
 	}
 	return done, nil
@@ -463,63 +470,42 @@ func (d *Device) WriteAt(p []byte, off int64) (n int, err error) {
 	if testHookLifted != nil {
 		testHookLifted()
 	}
-	done := 0
-	for done < len(p) {
-		pos := d.offset + off + int64(done)
-		start := pos &^ int64(d.bs-1)
-		head := int(pos - start)
-		n := min(len(p)-done, d.xfer-head)
-		span := roundUp(head+n, d.bs)
-		buf := d.buf[:span]
-		if head != 0 || n < d.bs {
+	return d.eachPiece(len(p), off, func(done int, start int64, head, size int, buf []byte) error {
+		span := len(buf)
+		if head != 0 || size < d.bs {
 			if err := d.pread(buf[:d.bs], start); err != nil {
-				return done, fmt.Errorf("reading the first block before writing part of it: %w", err)
+				return fmt.Errorf("reading the first block before writing part of it: %w", err)
 			}
 		}
-		if tail := span - d.bs; (head+n)%d.bs != 0 && tail > 0 {
+		if tail := span - d.bs; (head+size)%d.bs != 0 && tail > 0 {
 			if err := d.pread(buf[tail:], start+int64(tail)); err != nil {
-				return done, fmt.Errorf("reading the last block before writing part of it: %w", err)
+				return fmt.Errorf("reading the last block before writing part of it: %w", err)
 			}
 		}
-		copy(buf[head:], p[done:done+n])
-		if err := d.pwrite(buf, start); err != nil {
-			return done, err
-		}
-		done += n
-	}
-	return done, nil
+		copy(buf[head:], p[done:done+size])
+		return d.pwrite(buf, start)
+	})
 }
 
 func roundUp(n, to int) int { return (n + to - 1) / to * to }
 
 // pread fills b from off or fails.
-func (d *Device) pread(b []byte, off int64) error {
-	for done := 0; done < len(b); {
-		n, err := unix.Pread(d.fd, b[done:], off+int64(done))
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return d.ioError("read", len(b), off, err)
-		case n == 0:
-			return fmt.Errorf("%w: block %s: read of %d bytes at %#x: end of device after %d (did the device shrink?)", nvcore.ErrIO, d.path, len(b), off, done)
-		}
-		done += n
-	}
-	return nil
-}
+func (d *Device) pread(b []byte, off int64) error { return d.full("read", unix.Pread, b, off) }
 
 // pwrite writes b at off or fails.
-func (d *Device) pwrite(b []byte, off int64) error {
+func (d *Device) pwrite(b []byte, off int64) error { return d.full("write", unix.Pwrite, b, off) }
+
+// full repeats transfer until all of b has moved, or fails.
+func (d *Device) full(op string, transfer func(int, []byte, int64) (int, error), b []byte, off int64) error {
 	for done := 0; done < len(b); {
-		n, err := unix.Pwrite(d.fd, b[done:], off+int64(done))
+		n, err := transfer(d.fd, b[done:], off+int64(done))
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err != nil:
-			return d.ioError("write", len(b), off, err)
+			return d.ioError(op, len(b), off, err)
 		case n == 0:
-			return fmt.Errorf("%w: block %s: write of %d bytes at %#x: no progress after %d", nvcore.ErrIO, d.path, len(b), off, done)
+			return fmt.Errorf("%w: block %s: %s of %d bytes at %#x: no progress after %d bytes (did the device shrink?)", nvcore.ErrIO, d.path, op, len(b), off, done)
 		}
 		done += n
 	}
@@ -599,31 +585,10 @@ func (d *Device) NotifyGone(gone func()) {
 	if d.sysDev == "" {
 		return
 	}
-	d.stateMu.Lock()
-	defer d.stateMu.Unlock()
-	if d.closed || d.stop != nil {
-		return
-	}
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	go d.watch(gone, d.stop, d.done)
-}
-
-func (d *Device) watch(gone func(), stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(d.poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			if d.gone() {
-				slog.Info("block: the kernel device is gone", "device", d.path, "sysfs", d.sysDev)
-				gone()
-				return
-			}
-		}
-	}
+	d.watcher.Start(d.poll, d.gone, func() {
+		slog.Info("block: the kernel device is gone", "device", d.path, "sysfs", d.sysDev)
+		gone()
+	})
 }
 
 // Close stops the watcher, restores force_ro if a write left it lifted,
@@ -635,12 +600,8 @@ func (d *Device) Close() error {
 		return fmt.Errorf("block %s: %w", d.path, os.ErrClosed)
 	}
 	d.closed = true
-	stop, done := d.stop, d.done
 	d.stateMu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-done
-	}
+	d.watcher.Stop()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var rerr error

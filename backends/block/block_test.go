@@ -45,37 +45,6 @@ func openDevice(t *testing.T, o Options) *Device {
 	return d
 }
 
-// fakeSysfs makes a sysfs tree that knows dev at dev/block/MAJ:MIN, with
-// a force_ro of the given value and the device's size in 512-byte
-// sectors, and returns its root and the force_ro path.
-func fakeSysfs(t *testing.T, dev string, forceRO string) (root, forceROPath string) {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(dev, &st); err != nil {
-		t.Fatal(err)
-	}
-	root = t.TempDir()
-	rdev := uint64(st.Rdev)
-	dir := filepath.Join(root, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	size, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(dev), "size"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "size"), size, 0o444); err != nil {
-		t.Fatal(err)
-	}
-	forceROPath = filepath.Join(dir, "force_ro")
-	if forceRO != "" {
-		if err := os.WriteFile(forceROPath, []byte(forceRO+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root, forceROPath
-}
-
 func readForceRO(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -296,7 +265,7 @@ func blockdev(t *testing.T, args ...string) {
 func TestForceRO(t *testing.T) {
 	t.Run("lifted and restored", func(t *testing.T) {
 		dev := looptest.Attach(t, looptest.Image(t, make([]byte, 64<<10)))
-		root, fro := fakeSysfs(t, dev, "1")
+		root, fro := looptest.FakeSysfs(t, dev, "1")
 		d := openDevice(t, Options{Path: dev, SysfsRoot: root})
 		if d.ForceRO() != fro {
 			t.Fatalf("force_ro %q, want %q", d.ForceRO(), fro)
@@ -324,7 +293,7 @@ func TestForceRO(t *testing.T) {
 
 	t.Run("zero left alone", func(t *testing.T) {
 		dev := looptest.Attach(t, looptest.Image(t, make([]byte, 64<<10)))
-		root, fro := fakeSysfs(t, dev, "0")
+		root, fro := looptest.FakeSysfs(t, dev, "0")
 		d := openDevice(t, Options{Path: dev, SysfsRoot: root})
 		var during string
 		setHook(t, func() { during = readForceRO(t, fro) })
@@ -346,7 +315,7 @@ func TestForceRO(t *testing.T) {
 		dev := looptest.Attach(t, img)
 		blockdev(t, "--setro", dev)
 		defer blockdev(t, "--setrw", dev)
-		root, fro := fakeSysfs(t, dev, "1")
+		root, fro := looptest.FakeSysfs(t, dev, "1")
 		d := openDevice(t, Options{Path: dev, SysfsRoot: root})
 		var during string
 		setHook(t, func() { during = readForceRO(t, fro) })
@@ -368,7 +337,7 @@ func TestForceRO(t *testing.T) {
 		content := pattern(6, 64<<10)
 		img := looptest.Image(t, content)
 		dev := looptest.Attach(t, img)
-		root, fro := fakeSysfs(t, dev, "1")
+		root, fro := looptest.FakeSysfs(t, dev, "1")
 		d := openDevice(t, Options{Path: dev, SysfsRoot: root})
 		dir := filepath.Dir(fro)
 		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
@@ -392,7 +361,7 @@ func TestForceRO(t *testing.T) {
 
 	t.Run("restored by Close when the restore failed", func(t *testing.T) {
 		dev := looptest.Attach(t, looptest.Image(t, make([]byte, 64<<10)))
-		root, fro := fakeSysfs(t, dev, "1")
+		root, fro := looptest.FakeSysfs(t, dev, "1")
 		p, err := Open(Options{Path: dev, SysfsRoot: root})
 		if err != nil {
 			t.Fatal(err)
@@ -419,7 +388,7 @@ func TestForceRO(t *testing.T) {
 
 	t.Run("device removed during the write", func(t *testing.T) {
 		dev := looptest.Attach(t, looptest.Image(t, make([]byte, 64<<10)))
-		root, fro := fakeSysfs(t, dev, "1")
+		root, fro := looptest.FakeSysfs(t, dev, "1")
 		p := openDevice(t, Options{Path: dev, SysfsRoot: root, PollInterval: 10 * time.Millisecond})
 		reg := nvcore.NewRegistry()
 		defer reg.RemoveAll()
@@ -443,7 +412,7 @@ func TestForceRO(t *testing.T) {
 	t.Run("detach during a long write", func(t *testing.T) {
 		const size = 4 << 20
 		dev := looptest.Attach(t, looptest.Image(t, make([]byte, size)))
-		root, fro := fakeSysfs(t, dev, "1")
+		root, fro := looptest.FakeSysfs(t, dev, "1")
 		p := openDevice(t, Options{Path: dev, SysfsRoot: root})
 		reg := nvcore.NewRegistry()
 		defer reg.RemoveAll()
@@ -513,7 +482,7 @@ func TestGoneWatcher(t *testing.T) {
 	for _, how := range []string{"removed", "no medium"} {
 		t.Run(how, func(t *testing.T) {
 			dev := looptest.Attach(t, looptest.Image(t, make([]byte, 64<<10)))
-			root, fro := fakeSysfs(t, dev, "")
+			root, fro := looptest.FakeSysfs(t, dev, "")
 			p := openDevice(t, Options{Path: dev, SysfsRoot: root, PollInterval: 10 * time.Millisecond})
 			reg := nvcore.NewRegistry()
 			defer reg.RemoveAll()

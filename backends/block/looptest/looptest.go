@@ -8,12 +8,15 @@
 package looptest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Require skips the test when loop devices cannot be set up here, or fails
@@ -102,4 +105,38 @@ func Detach(t testing.TB, dev string) {
 // /sys/class/block/loopN/loop/ only then.
 func Attached(dev string) bool {
 	return exists(filepath.Join("/sys/class/block", filepath.Base(dev), "loop", "backing_file"))
+}
+
+// FakeSysfs makes a sysfs tree that knows dev as the kernel does, at
+// dev/block/MAJ:MIN, with the device's size (in 512-byte sectors, from
+// the real sysfs) and, unless forceRO is "", a force_ro attribute holding
+// it, as on an eMMC boot partition. It returns the tree's root and the
+// force_ro path. Removing the MAJ:MIN folder is the kernel removing the
+// device.
+func FakeSysfs(t testing.TB, dev, forceRO string) (root, forceROPath string) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	root = t.TempDir()
+	rdev := uint64(st.Rdev) // uint32 on mips
+	dir := filepath.Join(root, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	size, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(dev), "size"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "size"), size, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	forceROPath = filepath.Join(dir, "force_ro")
+	if forceRO != "" {
+		if err := os.WriteFile(forceROPath, []byte(forceRO+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root, forceROPath
 }
