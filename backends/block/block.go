@@ -29,8 +29,8 @@
 // write protection of eMMC boot partitions, which a writer lifts.
 //
 // eMMC write protection. The kernel's MMC block driver gives each of its
-// disks (mmcblkX, mmcblkXbootY, mmcblkXrpmb aside) a force_ro attribute,
-// and sets it to 1 on boot partitions. Its value is the disk's read-only
+// disks (mmcblkX, mmcblkXbootY) a force_ro attribute, and sets it to 1 on
+// boot partitions (drivers/mmc/core/block.c). Its value is the disk's read-only
 // flag XOR the card's own protection, so it reads 1 only when the kernel,
 // not the card, holds the disk read-only. Like U-Boot's fw_setenv and
 // libubootenv, the provider writes 0 to /sys/block/<disk>/force_ro before
