@@ -23,23 +23,27 @@ import (
 func udevCommand(mountFlag cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:  "udev",
-		Usage: "attach or detach for the udev event in the environment (ACTION, SUBSYSTEM, KERNEL, DEVPATH)",
+		Usage: "attach or detach for the udev event in the environment (ACTION, SUBSYSTEM, KERNEL, DEVPATH, DEVNAME, DEVLINKS)",
 		Flags: []cli.Flag{
 			mountFlag,
-			&cli.StringFlag{Name: "config", Value: "/etc/nvmemfs.conf", Usage: "the EEPROMs declared on I2C buses, one SPEC a line"},
+			&cli.StringFlag{Name: "config", Value: "/etc/nvmemfs.conf", Usage: "the devices to attach as their hardware appears (at24:, mtd:, block:), one SPEC a line"},
 			&cli.StringFlag{Name: "sysfs", Value: "/sys", Usage: "where sysfs is mounted"},
 		},
 		Action: udevCmd,
 	}
 }
 
-// udevEvent is what udev tells a RUN program.
+// udevEvent is what udev tells a RUN program. devname is the device node
+// (/dev/mmcblk0boot1) and devlinks the links udev made to it
+// (/dev/disk/by-partlabel/...), separated by spaces.
 type udevEvent struct {
 	action, subsystem, kernel, devpath string
+	devname, devlinks                  string
 }
 
 func udevEventFromEnv() udevEvent {
-	return udevEvent{os.Getenv("ACTION"), os.Getenv("SUBSYSTEM"), os.Getenv("KERNEL"), os.Getenv("DEVPATH")}
+	return udevEvent{os.Getenv("ACTION"), os.Getenv("SUBSYSTEM"), os.Getenv("KERNEL"), os.Getenv("DEVPATH"),
+		os.Getenv("DEVNAME"), os.Getenv("DEVLINKS")}
 }
 
 func udevCmd(c *cli.Context) error {
@@ -90,8 +94,96 @@ func udevRequest(ev udevEvent, configPath, sysfs string) (*control.Request, erro
 		// The adapter's sysfs folder is gone: the server knows which
 		// devices sat on it.
 		return &control.Request{Op: "detach-hardware", Args: []string{ev.kernel}}, nil
+	// An MTD partition (mtd3, not its read-only node mtd3ro) or a block
+	// device or partition: the mtd: and block: SPECs of the config that
+	// name it are attached; on removal the devices on it are detached.
+	case (ev.subsystem == "mtd" && isMTD(ev.kernel) || ev.subsystem == "block") && ev.action == "add":
+		args, err := configuredFlash(configPath, ev, sysfs)
+		if err != nil || len(args) == 0 {
+			return nil, err
+		}
+		abs, _ := filepath.Abs(configPath)
+		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs)}, nil
+	case (ev.subsystem == "mtd" && isMTD(ev.kernel) || ev.subsystem == "block") && ev.action == "remove":
+		return &control.Request{Op: "detach-hardware", Args: []string{ev.kernel}}, nil
 	}
 	return nil, nil
+}
+
+// readUdevConfig reads the config file; a missing one declares nothing.
+func readUdevConfig(path string) ([]*spec.Spec, error) {
+	specs, err := spec.ReadConfigFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		slog.Debug("udev: no config file", "path", path)
+		return nil, nil
+	}
+	return specs, err
+}
+
+// isMTD tells an MTD device's node (mtd3) from its read-only twin (mtd3ro).
+func isMTD(kernel string) bool {
+	n, ok := strings.CutPrefix(kernel, "mtd")
+	if !ok {
+		return false
+	}
+	_, err := strconv.Atoi(n)
+	return err == nil
+}
+
+// configuredFlash returns the mtd: or block: SPECs of the config file that
+// name the device of the event. An MTD device is named by its node
+// (/dev/mtd3), its number (3, mtd3) or its partition name (sysfs
+// DEVPATH/name, as /proc/mtd lists it). A block device is named by its
+// node, its kernel name, a link udev made to it (DEVLINKS), or any other
+// path that resolves to its node.
+func configuredFlash(path string, ev udevEvent, sysfs string) ([]string, error) {
+	specs, err := readUdevConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	devname := ev.devname
+	if devname == "" {
+		devname = "/dev/" + ev.kernel
+	}
+	var out []string
+	for _, sp := range specs {
+		var match bool
+		switch {
+		case ev.subsystem == "mtd" && sp.Kind == "mtd":
+			match = matchMTD(sp.Path, ev, devname, sysfs)
+		case ev.subsystem == "block" && sp.Kind == "block":
+			match = matchBlock(sp.Path, ev, devname)
+		}
+		if match {
+			out = append(out, sp.Text)
+		}
+	}
+	return out, nil
+}
+
+func matchMTD(dev string, ev udevEvent, devname, sysfs string) bool {
+	switch dev {
+	case devname, ev.kernel, strings.TrimPrefix(ev.kernel, "mtd"):
+		return true
+	}
+	if strings.HasPrefix(dev, "/") {
+		return false
+	}
+	name, err := os.ReadFile(filepath.Join(sysfs, ev.devpath, "name"))
+	return err == nil && strings.TrimSpace(string(name)) == dev
+}
+
+func matchBlock(dev string, ev udevEvent, devname string) bool {
+	if dev == devname || dev == "/dev/"+ev.kernel {
+		return true
+	}
+	for _, link := range strings.Fields(ev.devlinks) {
+		if dev == link {
+			return true
+		}
+	}
+	resolved, err := filepath.EvalSymlinks(dev)
+	return err == nil && resolved == devname
 }
 
 func isI2C(subsystem string) bool { return subsystem == "i2c" || subsystem == "i2c-dev" }
@@ -110,11 +202,7 @@ func isAdapter(kernel string) bool {
 // adapter i2c-N (named by number, path or adapter name). A missing config
 // file declares nothing.
 func configuredOn(path, adapter, adapterName string) ([]string, error) {
-	specs, err := spec.ReadConfigFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		slog.Debug("udev: no config file", "path", path)
-		return nil, nil
-	}
+	specs, err := readUdevConfig(path)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nvmemfs/nvmemfs/backends/block/looptest"
 )
 
 // fakeSysfs copies the sysfs backend's fake tree (three kernel nvmem
@@ -130,5 +133,87 @@ func TestMountMirror(t *testing.T) {
 	}
 	if got := lsJSON(t, cmdOpts{}, "-m", mnt)["imx-ocotp0"]; got.Mode != "0400" || got.Type != "OTP" {
 		t.Errorf("imx-ocotp0: %+v, want the kernel's mode 0400 and type OTP", got)
+	}
+}
+
+// TestUdevFlash: the events udev gives for block devices and MTD
+// partitions. A block device that the config names (by node, by kernel
+// name, or by a link to it) is attached when it appears and detached when
+// it goes; one it does not name is left alone. An MTD partition is matched
+// by number or by its partition name in sysfs (there is no MTD here, so
+// the attach fails in the server, which logs it); its read-only twin
+// mtdNro is ignored.
+func TestUdevFlash(t *testing.T) {
+	requireFUSE(t)
+	content := pattern(64<<10, 0x77)
+	dev := looptest.Attach(t, looptest.Image(t, content))
+	other := looptest.Attach(t, looptest.Image(t, make([]byte, 4096)))
+	sys := fakeSysfs(t)
+	mtdDir := filepath.Join(sys, "devices/virtual/mtd/mtd5")
+	if err := os.MkdirAll(mtdDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, mtdDir, "name", []byte("u-boot-env\n"))
+	links := t.TempDir()
+	link := filepath.Join(links, "uboot-env")
+	if err := os.Symlink(dev, link); err != nil {
+		t.Fatal(err)
+	}
+	conf := writeFile(t, t.TempDir(), "nvmemfs.conf", []byte(
+		"block:"+dev+",name=bynode\n"+
+			"block:"+filepath.Base(dev)+",name=byname,ro\n"+
+			"block:"+link+",name=bylink,ro\n"+
+			"block:/dev/nvmemfs-no-such-disk,name=elsewhere\n"+
+			"mtd:u-boot-env,name=flashenv\n"+
+			"at24:1:0x50,name=eeprom\n"))
+	logFile := filepath.Join(t.TempDir(), "server.log")
+	mnt := mountNV(t, "--log", logFile)
+	names := func() string {
+		var n []string
+		for name := range lsJSON(t, cmdOpts{}, "-m", mnt) {
+			n = append(n, name)
+		}
+		slices.Sort(n)
+		return strings.Join(n, " ")
+	}
+
+	kernel := filepath.Base(dev)
+	ev := []string{"SUBSYSTEM=block", "KERNEL=" + kernel, "DEVNAME=" + dev, "DEVPATH=/devices/virtual/block/" + kernel}
+	mustOK(t, udevRun(t, mnt, sys, conf, append(ev, "ACTION=add")...))
+	waitFor(t, "the three SPECs of the loop device", func() bool { return names() == "bylink byname bynode" })
+	mustOK(t, runCmd(t, cmdOpts{}, "cmp", filepath.Join(mnt, "bynode", "nvmem"), dev))
+	if got := lsJSON(t, cmdOpts{}, "-m", mnt)["bylink"]; got.Mode != "0444" {
+		t.Errorf("bylink: %+v", got)
+	}
+	// Another block device, named by no SPEC: nothing.
+	mustOK(t, udevRun(t, mnt, sys, conf, "ACTION=add", "SUBSYSTEM=block", "KERNEL="+filepath.Base(other), "DEVNAME="+other, "DEVPATH=/devices/virtual/block/"+filepath.Base(other)))
+	// Gone: all three detached.
+	mustOK(t, udevRun(t, mnt, sys, conf, append(ev, "ACTION=remove")...))
+	waitFor(t, "the loop device's devices to leave", func() bool { return names() == "" })
+
+	// A link udev made (DEVLINKS), which need not exist here.
+	conf2 := writeFile(t, t.TempDir(), "nvmemfs.conf", []byte("block:/dev/disk/by-partlabel/nvmemfs-test-env,name=bypartlabel\n"))
+	mustOK(t, udevRun(t, mnt, sys, conf2, append(ev, "ACTION=add", "DEVLINKS=/dev/disk/by-id/x /dev/disk/by-partlabel/nvmemfs-test-env")...))
+	waitFor(t, "the server to log the DEVLINKS attach", func() bool {
+		log, _ := os.ReadFile(logFile)
+		return strings.Contains(string(log), "attach block:/dev/disk/by-partlabel/nvmemfs-test-env,name=bypartlabel")
+	})
+
+	// MTD: mtd5 is "u-boot-env" in sysfs; mtd5ro is ignored.
+	mustOK(t, udevRun(t, mnt, sys, conf, "ACTION=add", "SUBSYSTEM=mtd", "KERNEL=mtd5ro", "DEVPATH=/devices/virtual/mtd/mtd5ro"))
+	mustOK(t, udevRun(t, mnt, sys, conf, "ACTION=add", "SUBSYSTEM=mtd", "KERNEL=mtd5", "DEVPATH=/devices/virtual/mtd/mtd5"))
+	waitFor(t, "the server to log the MTD attach", func() bool {
+		log, _ := os.ReadFile(logFile)
+		return strings.Contains(string(log), "attach mtd:u-boot-env,name=flashenv")
+	})
+	mustOK(t, udevRun(t, mnt, sys, conf, "ACTION=remove", "SUBSYSTEM=mtd", "KERNEL=mtd5", "DEVPATH=/devices/virtual/mtd/mtd5"))
+	log, _ := os.ReadFile(logFile)
+	for _, never := range []string{"elsewhere", "name=eeprom", "mtd5ro"} {
+		if strings.Contains(string(log), never) {
+			t.Errorf("the server log mentions %q:\n%s", never, log)
+		}
+	}
+	if n := strings.Count(string(log), "attach mtd:u-boot-env"); n != 1 {
+		t.Errorf("%d attaches of mtd:u-boot-env, want 1 (mtd5ro is not the partition):\n%s", n, log)
 	}
 }

@@ -132,22 +132,33 @@ func OpenImage(path string, readOnly bool) (*os.File, error) {
 // checkKind refuses what is not a regular file or a block device, naming
 // what it is.
 func checkKind(path string, mode uint32) error {
-	var what string
 	switch mode & unix.S_IFMT {
 	case unix.S_IFREG, unix.S_IFBLK:
 		return nil
-	case unix.S_IFDIR:
-		what = "a directory"
-	case unix.S_IFCHR:
-		what = "a character device"
-	case unix.S_IFIFO:
-		what = "a FIFO (named pipe)"
-	case unix.S_IFSOCK:
-		what = "a socket"
-	default:
-		what = fmt.Sprintf("of file type %#o", mode&unix.S_IFMT)
 	}
-	return fmt.Errorf("image %s is %s, not a regular file or a block device", path, what)
+	return fmt.Errorf("image %s is %s, not a regular file or a block device", path, KindOf(mode))
+}
+
+// KindOf names the file type of a stat mode for messages: "a directory",
+// "a FIFO (named pipe)", ...
+func KindOf(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "a regular file"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFIFO:
+		return "a FIFO (named pipe)"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symbolic link"
+	}
+	return fmt.Sprintf("of file type %#o", mode&unix.S_IFMT)
 }
 
 // imageSize works for regular files and for block devices, whose Stat size

@@ -13,6 +13,11 @@
 //	mtd:DEV and the common options: NOR flash, DEV /dev/mtdN, N, or a
 //	    partition's name in /proc/mtd; a U-Boot environment there defaults
 //	    to env-flags=boolean, as U-Boot's tools use on NOR
+//	block:DEV[,offset=N][,size=N][,root=SYSFS] and the common options: a
+//	    block device or partition (an eMMC boot partition, /dev/sdb3, a
+//	    loop device), DEV its path, a link to it, or its kernel name
+//	    (mmcblk0boot1); offset and size select a window, where U-Boot's
+//	    environment sits on eMMC; root is where sysfs is (for force_ro)
 //	fault:SIZE[,seed=N][,errors=P][,delays=P][,max-delay=DUR][,shorts=P][,panics=P][,xfer=N]
 //	    and the common options (a test provider: computed content, injected faults)
 //
@@ -32,6 +37,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/nvmemfs/nvmemfs/backends/at24"
+	"github.com/nvmemfs/nvmemfs/backends/block"
 	"github.com/nvmemfs/nvmemfs/backends/fault"
 	"github.com/nvmemfs/nvmemfs/backends/file"
 	"github.com/nvmemfs/nvmemfs/backends/gpiocdev"
@@ -73,7 +79,8 @@ type Spec struct {
 	Addr uint16
 	AT24 at24.Options
 	// A sysfs mirror: the kernel's device name is Path; Root is where
-	// sysfs is ("" for /sys).
+	// sysfs is ("" for /sys). A block device: its path is Path, and Root
+	// is the sysfs it finds force_ro in.
 	Root string
 	// A fault device: its size, seed, fault rates and transfer size.
 	Fault fault.Options
@@ -99,11 +106,12 @@ var kindOptions = map[string]map[string]bool{
 	"at24":  {"chip": true, "pagesize": true, "io-limit": true},
 	"sysfs": {"root": true},
 	"mtd":   {},
+	"block": {"offset": true, "size": true, "root": true},
 	"fault": {"seed": true, "errors": true, "delays": true, "max-delay": true, "shorts": true, "panics": true, "xfer": true},
 }
 
 // kinds lists the provider kinds, for messages.
-const kinds = "file, at24, sysfs, fault, mtd"
+const kinds = "file, at24, sysfs, fault, mtd, block"
 
 // ErrSyntax marks every parse error.
 var ErrSyntax = errors.New("bad device spec")
@@ -144,6 +152,14 @@ func Parse(text, dir string) (*Spec, error) {
 		// /dev/mtdN, N or a partition name: resolved when opened, as
 		// /proc/mtd says then.
 		s.Path = arg
+	case "block":
+		// A kernel name (mmcblk0boot1) is the node of that name in /dev;
+		// anything else is a path, a link to the device allowed.
+		if !strings.Contains(arg, "/") {
+			s.Path = "/dev/" + arg
+		} else {
+			s.Path = absolute(arg, dir)
+		}
 	case "fault":
 		size, err := ParseNumber(arg)
 		if err != nil || size < 1 {
@@ -336,6 +352,16 @@ func (s *Spec) Open() (nvcore.Provider, nvcore.Config, error) {
 		}
 	case "mtd":
 		p, err = mtd.OpenDevice(s.Path, mtd.Options{ReadOnly: cfg.ReadOnly})
+		if err == nil {
+			if path, rerr := mtd.Resolve(s.Path); rerr == nil {
+				s.Hardware = filepath.Base(path) // mtd0: its udev remove event
+			}
+		}
+	case "block":
+		p, err = block.Open(block.Options{Path: s.Path, Offset: s.Offset, Size: s.Size, ReadOnly: cfg.ReadOnly, SysfsRoot: s.Root})
+		if dev, ok := p.(interface{ Path() string }); ok && err == nil {
+			s.Hardware = filepath.Base(dev.Path()) // mmcblk0boot1: its udev remove event
+		}
 	case "fault":
 		o := s.Fault
 		o.Name = cfg.Name

@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nvmemfs/nvmemfs/backends/gonewatch"
 	"github.com/nvmemfs/nvmemfs/nvcore"
 )
 
@@ -120,10 +121,9 @@ type mirror struct {
 	skipped  []error
 	poll     time.Duration
 
-	mu     sync.Mutex
-	closed bool
-	stop   chan struct{} // closed by Close to stop the poller
-	done   chan struct{} // closed by the poller when it returns
+	mu      sync.Mutex
+	closed  bool
+	watcher gonewatch.Watcher
 }
 
 // ReadOnlyMirror is a kernel nvmem device that nvmemfs may only read: the
@@ -512,35 +512,13 @@ func (m *mirror) readCell(ci nvcore.CellInfo) ([]byte, error) {
 	return nil, m.check(err)
 }
 
+// notifyGone checks every poll interval that the kernel's device is still
+// there, and calls gone once when it is not.
 func (m *mirror) notifyGone(gone func()) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed || m.stop != nil {
-		return
-	}
-	m.stop = make(chan struct{})
-	m.done = make(chan struct{})
-	go m.watch(gone, m.stop, m.done)
-}
-
-// watch checks every poll interval that the kernel's device is still there,
-// and calls gone once when it is not. It returns then, or when stop closes.
-func (m *mirror) watch(gone func(), stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(m.poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			if m.gone() {
-				slog.Info("sysfs: the kernel device is gone", "device", m.name, "dir", m.dir)
-				gone()
-				return
-			}
-		}
-	}
+	m.watcher.Start(m.poll, m.gone, func() {
+		slog.Info("sysfs: the kernel device is gone", "device", m.name, "dir", m.dir)
+		gone()
+	})
 }
 
 func (m *mirror) close() error {
@@ -550,12 +528,8 @@ func (m *mirror) close() error {
 		return fmt.Errorf("sysfs: %s: %w", m.name, os.ErrClosed)
 	}
 	m.closed = true
-	stop, done := m.stop, m.done
 	m.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-done
-	}
+	m.watcher.Stop()
 	return m.f.Close()
 }
 

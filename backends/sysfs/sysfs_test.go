@@ -559,7 +559,7 @@ func TestPollerGone(t *testing.T) {
 			}
 			waitGone(t, called, c.name)
 			select {
-			case <-m.done:
+			case <-m.watcher.Done():
 			case <-time.After(5 * time.Second):
 				t.Fatal("the poller did not return after calling gone")
 			}
@@ -603,7 +603,7 @@ func TestCloseStopsPoller(t *testing.T) {
 			t.Errorf("Close took %v", d)
 		}
 		select {
-		case <-mirrorOf(t, p).done:
+		case <-mirrorOf(t, p).watcher.Done():
 		default:
 			t.Fatal("Close returned with the poller running")
 		}
