@@ -1,7 +1,16 @@
 #!/bin/bash
 # Runs the mtd package's tests against the kernel's mtdram, through
 # /dev/mtd0, in a Debian x86-64 kernel booted under qemu (TCG): the amd64
-# test binary, then the 386 one (through the kernel's compat ioctls).
+# test binary, then the 386 one (through the kernel's compat ioctls). Then
+# a redundant U-Boot environment on two erase blocks of /dev/mtd0, edited
+# through nvmemfs's mtd: provider (mounted over FUSE) and by Debian's
+# fw_printenv and fw_setenv (libubootenv-tool, copied in with the libraries
+# ldd names) reading /dev/mtd0 directly: each reads what the other wrote,
+# and a detach during an env set leaves a valid environment. libubootenv
+# accepts only NOR and NAND MTD devices, so its tools run with
+# LD_PRELOAD=fakenor.so, which turns mtdram's MTD_RAM into MTD_NORFLASH in
+# MEMGETINFO's answer (see fakenor.c). Needs gcc and libubootenv-tool on
+# the host.
 #
 #   bash backends/mtd/testdata/qemu-mtdram.sh [KERNEL.deb BUSYBOX-STATIC.deb]
 #
@@ -21,8 +30,20 @@ mkdir -p "$r/bin" "$r/proc" "$r/sys" "$r/dev" "$r/tmp"
 cp "$work/b/bin/busybox" "$r/bin/"
 mods=$(echo "$work"/k/lib/modules/*/kernel/drivers/mtd)
 cp "$mods/mtd.ko" "$mods/devices/mtdram.ko" "$r/"
+cp "$(echo "$work"/k/lib/modules/*/kernel/fs/fuse/fuse.ko)" "$r/"
 (cd "$top" && CGO_ENABLED=0 go test -c -o "$r/mtd-amd64.test" ./backends/mtd &&
-	CGO_ENABLED=0 GOARCH=386 go test -c -o "$r/mtd-386.test" ./backends/mtd)
+	CGO_ENABLED=0 GOARCH=386 go test -c -o "$r/mtd-386.test" ./backends/mtd &&
+	CGO_ENABLED=0 go build -o "$r/bin/nvmemfs" .)
+# fw_printenv and fw_setenv are dynamically linked: each with the
+# libraries ldd names, and the loader, at the same paths in the guest.
+for f in /usr/bin/fw_printenv /usr/bin/fw_setenv; do
+	cp "$f" "$r/bin/"
+	for lib in $(ldd "$f" | grep -o '/[^ ]*'); do
+		mkdir -p "$r$(dirname "$lib")"
+		cp -L "$lib" "$r$lib"
+	done
+done
+gcc -shared -fPIC -O2 -Wall -o "$r/fakenor.so" "$top/backends/mtd/testdata/fakenor.c" -ldl
 cat > "$r/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -35,6 +56,63 @@ for t in /mtd-amd64.test /mtd-386.test; do
 	echo "== $t"
 	(cd /tmp && $t -test.v -test.run 'Mtdram|Layout|Ioctl') || rc=1
 done
+
+# A redundant U-Boot environment on /dev/mtd0 (256 KiB, 64 KiB erase
+# blocks): copies of 8 KiB at 0x10000 and 0x30000, each on an erase block
+# of its own. The same geometry for both tools:
+spec="mtd:0,name=env,layout=u-boot-env-redundant,env-size=0x2000,env-offset=0x10000,env-offset2=0x30000"
+printf '/dev/mtd0 0x10000 0x2000 0x10000\n/dev/mtd0 0x30000 0x2000 0x10000\n' > /tmp/fw_env.config
+fw() { LD_PRELOAD=/fakenor.so "$@" -c /tmp/fw_env.config; }
+check() { # check WHAT: nvmemfs env and fw_printenv on /dev/mtd0 agree
+	a=$(nvmemfs env env | sort); b=$(fw fw_printenv | sort)
+	if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "ok: $1: both read: $(echo "$a" | cut -c 1-32 | tr '\n' ' ')"
+	else echo "FAIL: $1: nvmemfs env: [$a], fw_printenv: [$b]"; rc=1; fi
+}
+flags() { echo $(od -A n -t u1 -j $((0x10004)) -N 1 /dev/mtd0) $(od -A n -t u1 -j $((0x30004)) -N 1 /dev/mtd0); }
+boolean() { # boolean WHAT: one copy ACTIVE (1), the other OBSOLETE (0)
+	case "$(flags)" in "1 0"|"0 1") echo "ok: $1: flags (copy 1, copy 2) $(flags)" ;;
+	*) echo "FAIL: $1: flags (copy 1, copy 2) $(flags), want 1 and 0"; rc=1 ;; esac
+}
+echo "== env: nvmemfs (mtd: provider, FUSE) and fw_printenv/fw_setenv on /dev/mtd0"
+insmod /fuse.ko 2>/dev/null
+mkdir -p /nvmem
+if ! nvmemfs mount --log /tmp/nvmemfs.log --device "$spec" /nvmem; then
+	echo "FAIL: nvmemfs mount --device $spec"; rc=1
+	cat /tmp/nvmemfs.log
+else
+	nvmemfs ls
+	nvmemfs env --force env set board demo && echo "ok: nvmemfs env --force set board demo on blank flash"
+	nvmemfs env env set serial# SN-0042
+	check "after nvmemfs env set"
+	boolean "nvmemfs env set"
+	fw fw_setenv bootcmd "run distro_bootcmd" || { echo "FAIL: fw_setenv"; rc=1; }
+	check "after fw_setenv on /dev/mtd0"
+	boolean "fw_setenv"
+	[ "$(nvmemfs env env | grep '^bootcmd=')" = "bootcmd=run distro_bootcmd" ] && echo "ok: nvmemfs reads fw_setenv's bootcmd" || { echo "FAIL: bootcmd"; rc=1; }
+	nvmemfs env env set serial# SN-0043
+	check "after nvmemfs env set over fw_setenv's copy"
+	boolean "nvmemfs env set again"
+	# A detach during an env set: the set fails or completes; either way
+	# the flash holds a valid environment, the old or the new.
+	big=$(head -c 3000 /dev/zero | tr '\0' x)
+	# The delays straddle the time an env set takes here, so that some
+	# detaches land before it, some during, some after.
+	for delay in 0 2000 4000 5000 6000 7000 8000 9000 10000 12000 15000 20000 40000; do
+		before=$(fw fw_printenv | sort)
+		nvmemfs env env set big "$big$delay" >/tmp/set.out 2>&1 & pid=$!
+		usleep $delay
+		nvmemfs detach env >/dev/null 2>&1
+		wait $pid; set_rc=$?
+		after=$(fw fw_printenv 2>&1 | sort)
+		if echo "$after" | grep -q "^big=$big$delay\$"; then what=new; elif [ "$after" = "$before" ]; then what=old; else what=neither; fi
+		echo "detach after ${delay}us: env set exit $set_rc ($(head -c 100 /tmp/set.out | tr '\n' ' ')), fw_printenv reads the $what environment"
+		[ "$what" = neither ] && { echo "FAIL: detach during env set left: $after"; rc=1; }
+		[ "$set_rc" = 0 ] && [ "$what" != new ] && { echo "FAIL: env set succeeded but the old environment is there"; rc=1; }
+		nvmemfs attach "$spec" >/dev/null || { echo "FAIL: attach again"; rc=1; }
+		check "after the detach at ${delay}us and attach"
+	done
+	nvmemfs unmount /nvmem
+fi
 echo "== guest result $rc"
 poweroff -f
 INIT
