@@ -181,8 +181,10 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		if strings.HasPrefix(layout, "u-boot-env") {
 			cfg, known = env, true
 		}
-		// On flash the copies keep to erase blocks of their own.
-		cfg.EraseSize = t.info.EraseSize
+		// The medium's flags scheme (boolean on mtd:) even when the SPEC
+		// names no environment; on flash the copies keep to erase blocks
+		// of their own.
+		cfg.Flags, cfg.EraseSize = env.Flags, t.info.EraseSize
 	}
 	if c.IsSet("redundant") {
 		cfg.Redundant, known = c.Bool("redundant"), true
@@ -228,6 +230,10 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		return cfg, fmt.Errorf("%s: no U-Boot environment found (no CRC matches; give --env-size and --redundant)", t.path)
 	}
 	found.Flags = cfg.Flags
+	if es := cfg.EraseSize; es > 0 && (!found.Redundant || found.Size%es == 0) {
+		// Found where it is; the erase size only orders the writes.
+		found.EraseSize = es
+	}
 	return found, nil
 }
 
