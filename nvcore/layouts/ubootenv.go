@@ -92,8 +92,9 @@ const (
 // EnvConfig says where the environment is and how it is kept.
 type EnvConfig struct {
 	// Size is the size of one copy, header included (U-Boot's
-	// CONFIG_ENV_SIZE; the size column of fw_env.config). 0 means the whole
-	// device, or half of it when Redundant.
+	// CONFIG_ENV_SIZE; the size column of fw_env.config). 0 means the rest
+	// of the device from Offset, or half of it when Redundant (in whole
+	// erase blocks on flash), or the room between the two offsets.
 	Size int64
 	// Redundant: two copies of Size bytes, each with a flags byte after its
 	// CRC.

@@ -33,7 +33,9 @@ cp "$mods/mtd.ko" "$mods/devices/mtdram.ko" "$r/"
 cp "$(echo "$work"/k/lib/modules/*/kernel/fs/fuse/fuse.ko)" "$r/"
 (cd "$top" && CGO_ENABLED=0 go test -c -o "$r/mtd-amd64.test" ./backends/mtd &&
 	CGO_ENABLED=0 GOARCH=386 go test -c -o "$r/mtd-386.test" ./backends/mtd &&
-	CGO_ENABLED=0 go build -o "$r/bin/nvmemfs" .)
+	mkdir -p "$r/opt/amd64" "$r/opt/386" &&
+	CGO_ENABLED=0 go build -o "$r/opt/amd64/nvmemfs" . &&
+	CGO_ENABLED=0 GOARCH=386 go build -o "$r/opt/386/nvmemfs" .)
 # fw_printenv and fw_setenv are dynamically linked: each with the
 # libraries ldd names, and the loader, at the same paths in the guest.
 for f in /usr/bin/fw_printenv /usr/bin/fw_setenv; do
@@ -73,14 +75,21 @@ boolean() { # boolean WHAT: one copy ACTIVE (1), the other OBSOLETE (0)
 	case "$(flags)" in "1 0"|"0 1") echo "ok: $1: flags (copy 1, copy 2) $(flags)" ;;
 	*) echo "FAIL: $1: flags (copy 1, copy 2) $(flags), want 1 and 0"; rc=1 ;; esac
 }
-echo "== env: nvmemfs (mtd: provider, FUSE) and fw_printenv/fw_setenv on /dev/mtd0"
 insmod /fuse.ko 2>/dev/null
 mkdir -p /nvmem
-if ! nvmemfs mount --log /tmp/nvmemfs.log --device "$spec" /nvmem; then
-	echo "FAIL: nvmemfs mount --device $spec"; rc=1
-	cat /tmp/nvmemfs.log
-else
+# env_checks LABEL: the checks, with /opt/LABEL/nvmemfs as nvmemfs. Each
+# binary starts from blank flash.
+env_checks() {
+	PATH=/opt/$1:/bin
+	echo "== env ($1 nvmemfs): the mtd: provider over FUSE, and fw_printenv/fw_setenv on /dev/mtd0"
+	flash_erase_all
+	if ! nvmemfs mount --log /tmp/nvmemfs-$1.log --device "$spec" /nvmem; then
+		echo "FAIL: nvmemfs mount --device $spec"; rc=1
+		cat /tmp/nvmemfs-$1.log
+		return
+	fi
 	nvmemfs ls
+	nvmemfs env env >/dev/null 2>&1 && { echo "FAIL: an environment on blank flash"; rc=1; }
 	nvmemfs env --force env set board demo && echo "ok: nvmemfs env --force set board demo on blank flash"
 	nvmemfs env env set serial# SN-0042
 	check "after nvmemfs env set"
@@ -92,11 +101,29 @@ else
 	nvmemfs env env set serial# SN-0043
 	check "after nvmemfs env set over fw_setenv's copy"
 	boolean "nvmemfs env set again"
+	# The kernel's own read-only nvmem device of the same MTD device,
+	# mirrored beside mtd:, with the same environment layout.
+	if [ -e /sys/bus/nvmem/devices/mtd0/nvmem ]; then
+		if nvmemfs attach "sysfs:mtd0,name=mirror,layout=u-boot-env-redundant,env-size=0x2000,env-offset=0x10000,env-offset2=0x30000" >/dev/null; then
+			cmp /nvmem/mirror/nvmem /dev/mtd0 && echo "ok: the kernel's mirror sysfs:mtd0 reads as /dev/mtd0" || { echo "FAIL: mirror differs"; rc=1; }
+			ls -l /nvmem/mirror/nvmem /nvmem/env/nvmem
+			[ "$(nvmemfs env mirror)" = "$(nvmemfs env env)" ] && echo "ok: the mirror's environment is mtd:'s" || { echo "FAIL: mirror env"; rc=1; }
+			if printf x | dd of=/nvmem/mirror/nvmem conv=notrunc 2>/dev/null; then echo "FAIL: the mirror took a write"; rc=1; else echo "ok: the mirror refuses writes"; fi
+			nvmemfs env env set serial# SN-0044
+			[ "$(nvmemfs env mirror | grep serial)" = "serial#=SN-0044" ] && echo "ok: an env set through mtd: shows in the kernel's mirror" || { echo "FAIL: mirror after env set"; rc=1; }
+			ls /nvmem/mirror/cells | head -3
+			nvmemfs detach mirror
+		else
+			echo "FAIL: attach sysfs:mtd0"; rc=1
+		fi
+	else
+		echo "note: the kernel shows no nvmem device for mtd0"
+	fi
 	# A detach during an env set: the set fails or completes; either way
-	# the flash holds a valid environment, the old or the new.
+	# the flash holds a valid environment, the old or the new. The delays
+	# straddle the time an env set takes here, so that some detaches land
+	# before it, some during, some after.
 	big=$(head -c 3000 /dev/zero | tr '\0' x)
-	# The delays straddle the time an env set takes here, so that some
-	# detaches land before it, some during, some after.
 	for delay in 0 2000 4000 5000 6000 7000 8000 9000 10000 12000 15000 20000 40000; do
 		before=$(fw fw_printenv | sort)
 		nvmemfs env env set big "$big$delay" >/tmp/set.out 2>&1 & pid=$!
@@ -112,7 +139,12 @@ else
 		check "after the detach at ${delay}us and attach"
 	done
 	nvmemfs unmount /nvmem
-fi
+	PATH=/bin
+}
+# flash_erase_all: blank flash, as mtdram starts (busybox has no
+# flash_erase; erasing by hand is what fw_setenv's tools do per sector).
+flash_erase_all() { dd if=/dev/zero bs=65536 count=4 2>/dev/null | tr '\0' '\377' | dd of=/dev/mtd0 bs=65536 2>/dev/null; }
+for b in amd64 386; do env_checks $b; done
 echo "== guest result $rc"
 poweroff -f
 INIT
