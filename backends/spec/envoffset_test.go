@@ -80,20 +80,10 @@ func TestAttachEnvOffsets(t *testing.T) {
 			t.Errorf("line %d: %d devices registered", i+1, n)
 		}
 	}
-	for _, text := range []string{
+	attachEach(t, dir,
 		"file:img.bin,layout=u-boot-env,env-size=0x100,env-offset=0x300",
 		"file:img.bin,layout=u-boot-env,env-offset=0x300",
 		"file:img.bin,layout=u-boot-env-redundant,env-size=0x100,env-offset=0x300,env-offset2=0",
 		"file:img.bin,layout=u-boot-env-redundant,env-offset=0x100",
-	} {
-		s, err := Parse(text, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg := nvcore.NewRegistry()
-		if _, err := s.Attach(reg); err != nil {
-			t.Errorf("attach %s: %v", text, err)
-		}
-		reg.RemoveAll()
-	}
+	)
 }
