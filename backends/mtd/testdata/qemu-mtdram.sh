@@ -6,7 +6,11 @@
 # through nvmemfs's mtd: provider (mounted over FUSE) and by Debian's
 # fw_printenv and fw_setenv (libubootenv-tool, copied in with the libraries
 # ldd names) reading /dev/mtd0 directly: each reads what the other wrote,
-# and a detach during an env set leaves a valid environment. libubootenv
+# the kernel's read-only nvmem device of mtd0, mirrored beside, reads the
+# same, and a detach during an env set leaves a valid environment. The
+# amd64 nvmemfs runs them with env-offset2 given, the 386 one with its
+# default (the erase block after copy 1, which `nvmemfs env` learns from
+# the server's erase size). libubootenv
 # accepts only NOR and NAND MTD devices, so its tools run with
 # LD_PRELOAD=fakenor.so, which turns mtdram's MTD_RAM into MTD_NORFLASH in
 # MEMGETINFO's answer (see fakenor.c). Needs gcc and libubootenv-tool on
@@ -60,28 +64,33 @@ for t in /mtd-amd64.test /mtd-386.test; do
 done
 
 # A redundant U-Boot environment on /dev/mtd0 (256 KiB, 64 KiB erase
-# blocks): copies of 8 KiB at 0x10000 and 0x30000, each on an erase block
-# of its own. The same geometry for both tools:
-spec="mtd:0,name=env,layout=u-boot-env-redundant,env-size=0x2000,env-offset=0x10000,env-offset2=0x30000"
-printf '/dev/mtd0 0x10000 0x2000 0x10000\n/dev/mtd0 0x30000 0x2000 0x10000\n' > /tmp/fw_env.config
+# blocks): copies of 8 KiB at 0x10000 and at $off2 (0x30000 given as
+# env-offset2, or 0x20000 by default: the erase block after copy 1), each
+# on an erase block of its own. The same geometry for both tools.
 fw() { LD_PRELOAD=/fakenor.so "$@" -c /tmp/fw_env.config; }
 check() { # check WHAT: nvmemfs env and fw_printenv on /dev/mtd0 agree
 	a=$(nvmemfs env env | sort); b=$(fw fw_printenv | sort)
 	if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "ok: $1: both read: $(echo "$a" | cut -c 1-32 | tr '\n' ' ')"
 	else echo "FAIL: $1: nvmemfs env: [$a], fw_printenv: [$b]"; rc=1; fi
 }
-flags() { echo $(od -A n -t u1 -j $((0x10004)) -N 1 /dev/mtd0) $(od -A n -t u1 -j $((0x30004)) -N 1 /dev/mtd0); }
+flags() { echo $(od -A n -t u1 -j $((0x10004)) -N 1 /dev/mtd0) $(od -A n -t u1 -j $((off2 + 4)) -N 1 /dev/mtd0); }
 boolean() { # boolean WHAT: one copy ACTIVE (1), the other OBSOLETE (0)
 	case "$(flags)" in "1 0"|"0 1") echo "ok: $1: flags (copy 1, copy 2) $(flags)" ;;
 	*) echo "FAIL: $1: flags (copy 1, copy 2) $(flags), want 1 and 0"; rc=1 ;; esac
 }
 insmod /fuse.ko 2>/dev/null
 mkdir -p /nvmem
-# env_checks LABEL: the checks, with /opt/LABEL/nvmemfs as nvmemfs. Each
-# binary starts from blank flash.
+# env_checks LABEL OFF2 OPTION: the checks, with /opt/LABEL/nvmemfs as
+# nvmemfs, copy 2 at OFF2, and OPTION (env-offset2=OFF2, or nothing for
+# the default) in the SPEC. Each starts from blank flash.
 env_checks() {
 	PATH=/opt/$1:/bin
-	echo "== env ($1 nvmemfs): the mtd: provider over FUSE, and fw_printenv/fw_setenv on /dev/mtd0"
+	off2=$2
+	env="layout=u-boot-env-redundant,env-size=0x2000,env-offset=0x10000"
+	spec="mtd:0,name=env,$env${3:+,$3}"
+	printf '/dev/mtd0 0x10000 0x2000 0x10000\n/dev/mtd0 %#x 0x2000 0x10000\n' $off2 > /tmp/fw_env.config
+	echo "== env ($1 nvmemfs, $spec): the mtd: provider over FUSE, and fw_printenv/fw_setenv on /dev/mtd0"
+	cat /tmp/fw_env.config
 	flash_erase_all
 	if ! nvmemfs mount --log /tmp/nvmemfs-$1.log --device "$spec" /nvmem; then
 		echo "FAIL: nvmemfs mount --device $spec"; rc=1
@@ -104,7 +113,7 @@ env_checks() {
 	# The kernel's own read-only nvmem device of the same MTD device,
 	# mirrored beside mtd:, with the same environment layout.
 	if [ -e /sys/bus/nvmem/devices/mtd0/nvmem ]; then
-		if nvmemfs attach "sysfs:mtd0,name=mirror,layout=u-boot-env-redundant,env-size=0x2000,env-offset=0x10000,env-offset2=0x30000" >/dev/null; then
+		if out=$(nvmemfs attach "sysfs:mtd0,name=mirror,$env,env-offset2=$off2" 2>&1); then
 			cmp /nvmem/mirror/nvmem /dev/mtd0 && echo "ok: the kernel's mirror sysfs:mtd0 reads as /dev/mtd0" || { echo "FAIL: mirror differs"; rc=1; }
 			ls -l /nvmem/mirror/nvmem /nvmem/env/nvmem
 			[ "$(nvmemfs env mirror)" = "$(nvmemfs env env)" ] && echo "ok: the mirror's environment is mtd:'s" || { echo "FAIL: mirror env"; rc=1; }
@@ -114,7 +123,7 @@ env_checks() {
 			ls /nvmem/mirror/cells | head -3
 			nvmemfs detach mirror
 		else
-			echo "FAIL: attach sysfs:mtd0"; rc=1
+			echo "FAIL: attach sysfs:mtd0: $out"; rc=1
 		fi
 	else
 		echo "note: the kernel shows no nvmem device for mtd0"
@@ -144,7 +153,8 @@ env_checks() {
 # flash_erase_all: blank flash, as mtdram starts (busybox has no
 # flash_erase; erasing by hand is what fw_setenv's tools do per sector).
 flash_erase_all() { dd if=/dev/zero bs=65536 count=4 2>/dev/null | tr '\0' '\377' | dd of=/dev/mtd0 bs=65536 2>/dev/null; }
-for b in amd64 386; do env_checks $b; done
+env_checks amd64 0x30000 env-offset2=0x30000
+env_checks 386 0x20000 ""
 echo "== guest result $rc"
 poweroff -f
 INIT
