@@ -309,8 +309,9 @@ func TestEnvPowerCutOnNOR(t *testing.T) {
 }
 
 // TestEnvSingleAtOffsetOnNOR: a single environment at env-offset: a set
-// erases only its blocks; a power cut leaves the old environment, the new
-// one, or a copy whose CRC says it is torn, never another environment.
+// erases only its blocks, each once and only where a bit rises; a power
+// cut leaves the old environment, the new one, or a copy whose CRC says it
+// is torn, never another environment.
 func TestEnvSingleAtOffsetOnNOR(t *testing.T) {
 	cfg := layouts.EnvConfig{Size: envSize, Offset: envOff2, EraseSize: envErase}
 	one := bytes.Repeat([]byte{0xff}, envSize)
@@ -318,6 +319,17 @@ func TestEnvSingleAtOffsetOnNOR(t *testing.T) {
 	binary.LittleEndian.PutUint32(one, crc32.ChecksumIEEE(one[4:]))
 	img := envImage(nil, one)
 	outside := envBlocksOutside(img)
+	{
+		sim, reg, d := envAttach(t, img, cfg)
+		if err := envSet(d, cfg, "a", "22"); err != nil {
+			t.Fatal(err)
+		}
+		reg.RemoveAll()
+		need, blocks := envErasesNeeded(img, sim.Bytes())
+		if st := sim.Stats(); st.Erases != need || need != 1 {
+			t.Errorf("single set: %d erases, needed %d (%#x)", st.Erases, need, blocks)
+		}
+	}
 	for n := 1; ; n++ {
 		sim, reg, d := envAttach(t, img, cfg)
 		sim.CutPowerAfter(n, true)

@@ -114,7 +114,7 @@ func (e *Env) Save(w EnvWriter, force bool) error {
 	base := c.offsets()[target]
 	old := cur.at(base, c.Size)
 	hdr := c.header()
-	if c.Redundant && c.EraseSize > 0 && envHeaderErased(old, img, base, c.EraseSize) {
+	if c.EraseSize > 0 && envHeaderErased(old, img, base, c.EraseSize) {
 		// Flash, and the new header needs a bit raised: the erase block
 		// that holds it is erased whatever the order, and with it the old
 		// content of that block. Nothing of the older copy survives to be
@@ -122,8 +122,9 @@ func (e *Env) Save(w EnvWriter, force bool) error {
 		// in one write: each of its erase blocks erased once (only those
 		// where a bit must rise) and programmed once, the header's block
 		// first. Until the last block is programmed the copy's CRC does
-		// not match; then it is complete, flags included. Written in three
-		// steps, the header's block would be erased three times.
+		// not match; then it is complete, flags included. Written in
+		// steps, the header's block would be erased for each. (A single
+		// copy is lost either way until the write completes.)
 		if lo, hi := envDiff(old, img); lo < hi {
 			if err := envWrite(w, name, img[lo:hi], base+int64(lo)); err != nil {
 				return err
