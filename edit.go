@@ -33,6 +33,8 @@ func editCommands(mountFlag cli.Flag) []*cli.Command {
 		&cli.StringFlag{Name: "env-size", Usage: "copy size `N` (or auto); default: as attached, else found by CRC"},
 		&cli.BoolFlag{Name: "redundant", Usage: "two copies (image files; a mounted device says itself)"},
 		&cli.StringFlag{Name: "env-flags", Usage: "redundant flags: counter or boolean"},
+		&cli.StringFlag{Name: "env-offset", Usage: "the (first) copy starts at `N`; default: as attached, else 0"},
+		&cli.StringFlag{Name: "env-offset2", Usage: "the second copy starts at `N`; default: as attached, else right after the first"},
 	}
 	return []*cli.Command{
 		{
@@ -181,6 +183,10 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		if strings.HasPrefix(layout, "u-boot-env") {
 			cfg, known = env, true
 		}
+		// The medium's flags scheme (boolean on mtd:) even when the SPEC
+		// names no environment; on flash the copies keep to erase blocks
+		// of their own.
+		cfg.Flags, cfg.EraseSize = env.Flags, t.info.EraseSize
 	}
 	if c.IsSet("redundant") {
 		cfg.Redundant, known = c.Bool("redundant"), true
@@ -194,6 +200,22 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 			}
 			cfg.Size = n
 		}
+	}
+	for _, o := range []struct {
+		flag string
+		to   *int64
+	}{{"env-offset", &cfg.Offset}, {"env-offset2", &cfg.Offset2}} {
+		if v := c.String(o.flag); v != "" {
+			n, err := spec.ParseNumber(v)
+			if err != nil {
+				return cfg, fmt.Errorf("--%s: %w", o.flag, err)
+			}
+			*o.to, known = n, true
+			cfg.Offset2Set = cfg.Offset2Set || o.flag == "env-offset2"
+		}
+	}
+	if cfg.Offset2Set && !cfg.Redundant {
+		return cfg, errors.New("env: --env-offset2 places the second copy of a redundant environment: give --redundant too")
 	}
 	if v := c.String("env-flags"); v != "" {
 		f, err := layouts.ParseEnvFlags(v)
@@ -210,6 +232,10 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		return cfg, fmt.Errorf("%s: no U-Boot environment found (no CRC matches; give --env-size and --redundant)", t.path)
 	}
 	found.Flags = cfg.Flags
+	if es := cfg.EraseSize; es > 0 && (!found.Redundant || found.Size%es == 0) {
+		// Found where it is; the erase size only orders the writes.
+		found.EraseSize = es
+	}
 	return found, nil
 }
 

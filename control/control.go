@@ -82,6 +82,9 @@ type DeviceInfo struct {
 	Source   string `json:"source"`
 	// Hardware names what the device sits on ("i2c-3"), when known.
 	Hardware string `json:"hardware"`
+	// EraseSize is a flash device's erase block, 0 for other memories:
+	// editing a U-Boot environment there needs it to place the copies.
+	EraseSize int64 `json:"erase_size,omitempty"`
 	// Layout is the layout named in the SPEC; LayoutError says why it
 	// found no cells, if it did not.
 	Layout      string     `json:"layout"`
@@ -492,6 +495,7 @@ func (s *Server) List() []DeviceInfo {
 		info.Owner, info.Group = userName(info.UID), groupName(info.GID)
 		if sp != nil {
 			info.Source, info.Hardware = displaySource(sp), sp.Hardware
+			info.EraseSize = sp.Env.EraseSize
 		}
 		if l := d.Layout(); l != nil {
 			info.Layout = l.Name()

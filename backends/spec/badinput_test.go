@@ -138,11 +138,18 @@ func TestAttachRefusesEnvSize(t *testing.T) {
 			t.Errorf("attach %s: %d devices registered", text, n)
 		}
 	}
-	for _, text := range []string{
+	attachEach(t, dir,
 		"file:img.bin,layout=u-boot-env,env-size=0x100",
 		"file:img.bin,layout=u-boot-env-redundant,env-size=0x80",
 		"file:img.bin,layout=u-boot-env-redundant",
-	} {
+	)
+}
+
+// attachEach attaches each SPEC to a registry of its own, and says which
+// fail.
+func attachEach(t *testing.T, dir string, texts ...string) {
+	t.Helper()
+	for _, text := range texts {
 		s, err := Parse(text, dir)
 		if err != nil {
 			t.Fatal(err)

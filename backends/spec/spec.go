@@ -6,7 +6,8 @@
 //	    [,root-only][,offset=N][,size=N][,word-size=N][,stride=N]
 //	    [,keepout=START-END:FILL]...[,cells=CELLSFILE]
 //	    [,layout=onie-tlv|u-boot-env|u-boot-env-redundant|sl28vpd|fixed|auto]
-//	    [,env-size=N|auto][,env-flags=counter|boolean][,wp-gpio=CHIP:LINE[:active-low]][,cache]
+//	    [,env-size=N|auto][,env-flags=counter|boolean][,env-offset=N][,env-offset2=N]
+//	    [,wp-gpio=CHIP:LINE[:active-low]][,cache]
 //	    [,owner=USER|UID][,group=GROUP|GID][,mode=MODE][,cells-mode=MODE][,cell-mode=NAME:MODE]...
 //	at24:BUS:ADDR[,chip=24c02][,pagesize=N][,io-limit=N] and the common options
 //	sysfs:NAME[,root=SYSFS] and the common options
@@ -67,7 +68,8 @@ type Spec struct {
 	cellLines []int
 	typeSet   bool // type= was given
 	// Layout names the layout that finds cells in the content; Env holds
-	// the U-Boot environment's options (env-size, env-flags).
+	// the U-Boot environment's options (env-size, env-flags, env-offset,
+	// env-offset2), and, once an mtd device is open, its erase size.
 	Layout string
 	Env    layouts.EnvConfig
 	// WriteProtect is the wp-gpio line, if any.
@@ -98,6 +100,7 @@ var commonOptions = map[string]bool{
 	"name": true, "type": true, "ro": true, "root-only": true,
 	"word-size": true, "stride": true, "keepout": true, "cells": true,
 	"layout": true, "env-size": true, "env-flags": true, "wp-gpio": true,
+	"env-offset": true, "env-offset2": true,
 	"cache": true,
 }
 
@@ -274,6 +277,11 @@ func Parse(text, dir string) (*Spec, error) {
 			s.Env.Flags, err = layouts.ParseEnvFlags(val)
 		case "owner", "group", "mode", "cells-mode", "cell-mode":
 			err = s.parseAccess(key, val)
+		case "env-offset":
+			s.Env.Offset, err = ParseNumber(val)
+		case "env-offset2":
+			s.Env.Offset2, err = ParseNumber(val)
+			s.Env.Offset2Set = true
 		case "cells":
 			s.CellsFile = absolute(val, dir)
 			s.Config.Cells, s.cellLines, err = ReadCellsFile(s.CellsFile)
@@ -288,10 +296,27 @@ func Parse(text, dir string) (*Spec, error) {
 	if (seen["env-size"] || seen["env-flags"]) && !strings.HasPrefix(s.Layout, "u-boot-env") && s.Layout != "auto" {
 		return fail("env-size and env-flags go with layout=u-boot-env, u-boot-env-redundant or auto")
 	}
+	if err := checkEnvOffsets(seen, s.Layout); err != nil {
+		return fail("%v", err)
+	}
 	if kind == "mtd" && !seen["env-flags"] {
 		s.Env.Flags = layouts.EnvFlagsBoolean // NOR media (SPEC 8)
 	}
 	return s, nil
+}
+
+// checkEnvOffsets says whether env-offset and env-offset2 go with the
+// layout: env-offset places a U-Boot environment (the first copy of a
+// redundant one), env-offset2 the second copy. Where they fall on the
+// device is checked at attach, when its size and erase size are known.
+func checkEnvOffsets(seen map[string]bool, layout string) error {
+	switch {
+	case seen["env-offset2"] && layout != "u-boot-env-redundant":
+		return errors.New("env-offset2 places the second copy: it goes with layout=u-boot-env-redundant")
+	case seen["env-offset"] && layout != "u-boot-env" && layout != "u-boot-env-redundant":
+		return errors.New("env-offset goes with layout=u-boot-env or u-boot-env-redundant")
+	}
+	return nil
 }
 
 // LayoutOptions reads only the layout options of a SPEC: the layout's name
@@ -321,6 +346,15 @@ func LayoutOptions(text string) (string, layouts.EnvConfig, error) {
 			if env.Flags, err = layouts.ParseEnvFlags(val); err != nil {
 				return "", env, err
 			}
+		case "env-offset":
+			if env.Offset, err = ParseNumber(val); err != nil {
+				return "", env, err
+			}
+		case "env-offset2":
+			if env.Offset2, err = ParseNumber(val); err != nil {
+				return "", env, err
+			}
+			env.Offset2Set = true
 		}
 	}
 	env.Redundant = layout == "u-boot-env-redundant"
@@ -356,6 +390,11 @@ func (s *Spec) Open() (nvcore.Provider, nvcore.Config, error) {
 			if path, rerr := mtd.Resolve(s.Path); rerr == nil {
 				s.Hardware = filepath.Base(path) // mtd0: its udev remove event
 			}
+		}
+		if g, ok := p.(interface{ Info() mtd.Info }); ok && err == nil {
+			// A U-Boot environment there keeps its copies on erase blocks
+			// of their own.
+			s.Env.EraseSize = int64(g.Info().EraseSize)
 		}
 	case "block":
 		p, err = block.Open(block.Options{Path: s.Path, Offset: s.Offset, Size: s.Size, ReadOnly: cfg.ReadOnly, SysfsRoot: s.Root})

@@ -22,8 +22,10 @@ import (
 // The data is "name=value\0name=value\0\0" padded to the end of the copy;
 // the CRC is zlib's CRC-32 (U-Boot's crc32(0, ...)) over the whole data
 // area, padding included, never over the flags byte. A redundant
-// environment is two copies of the same size, copy 1 at offset 0 and copy 2
-// right after it.
+// environment is two copies of the same size, copy 1 at Offset (0 unless
+// told) and copy 2 at Offset2, by default right after copy 1 (rounded up to
+// the next erase block on flash), as fw_env.config places them with one
+// line a copy.
 
 // ErrEnvBadCRC: no copy of the environment has a good CRC. LoadEnv returns
 // it together with an *Env that describes the copies, so that a caller can
@@ -90,12 +92,29 @@ const (
 // EnvConfig says where the environment is and how it is kept.
 type EnvConfig struct {
 	// Size is the size of one copy, header included (U-Boot's
-	// CONFIG_ENV_SIZE; the size column of fw_env.config). 0 means the whole
-	// device, or half of it when Redundant.
+	// CONFIG_ENV_SIZE; the size column of fw_env.config). 0 means the rest
+	// of the device from Offset, or half of it when Redundant (in whole
+	// erase blocks on flash), or the room between the two offsets.
 	Size int64
-	// Redundant: two copies of Size bytes, copy 1 at 0, copy 2 at Size, each
-	// with a flags byte after its CRC.
+	// Redundant: two copies of Size bytes, each with a flags byte after its
+	// CRC.
 	Redundant bool
+	// Offset is where copy 1 (the only copy of a single environment)
+	// starts in the device: the SPEC's env-offset, U-Boot's
+	// CONFIG_ENV_OFFSET. Default 0.
+	Offset int64
+	// Offset2 is where copy 2 starts when Offset2Set (env-offset2,
+	// CONFIG_ENV_OFFSET_REDUND). Otherwise copy 2 follows copy 1 at
+	// Offset+Size, rounded up to the next erase block when EraseSize is set.
+	Offset2    int64
+	Offset2Set bool
+	// EraseSize is the erase block of a flash device (MEMGETINFO's
+	// erasesize), 0 for memories written in place (files, EEPROMs). On
+	// flash each copy must start on an erase block and no two copies may
+	// share one, or erasing one copy for a save would wipe part of the
+	// other; and Save orders its writes so that each costs only the erases
+	// it needs.
+	EraseSize int64
 	// Flags is how a redundant environment's flags byte is kept.
 	Flags EnvFlags
 	// AutoSize finds the copy size by trying sizes against the CRC: Size
@@ -128,9 +147,84 @@ func (c EnvConfig) header() int {
 	return 4
 }
 
-// limit is the largest copy size the device can hold.
+// limit is the largest copy size the device can hold at the configured
+// offsets. It is negative when an offset is outside the device.
 func (c EnvConfig) limit(devSize int64) int64 {
-	return devSize / int64(c.copies())
+	o := c.Offset
+	switch {
+	case !c.Redundant:
+		return devSize - o
+	case c.Offset2Set && c.Offset2 >= o:
+		return min(c.Offset2-o, devSize-c.Offset2)
+	case c.Offset2Set:
+		return min(o-c.Offset2, devSize-o)
+	case c.EraseSize > 0:
+		// Copy 2 starts on the erase block after copy 1 ends: whole blocks
+		// each is the most that fits.
+		return (devSize - o) / (2 * c.EraseSize) * c.EraseSize
+	}
+	return (devSize - o) / 2
+}
+
+// offsets returns where each copy starts, for the configured Size.
+func (c EnvConfig) offsets() []int64 {
+	if !c.Redundant {
+		return []int64{c.Offset}
+	}
+	if c.Offset2Set {
+		return []int64{c.Offset, c.Offset2}
+	}
+	o2 := c.Offset + c.Size
+	if es := c.EraseSize; es > 0 && o2%es != 0 {
+		o2 += es - o2%es
+	}
+	return []int64{c.Offset, o2}
+}
+
+// placed reports whether the copies sit where they always did, copy 1 at 0
+// and copy 2 right after it, so that messages about them need not name the
+// offsets.
+func (c EnvConfig) placed() bool {
+	return c.Offset == 0 && !c.Offset2Set && (c.EraseSize == 0 || c.Size%c.EraseSize == 0)
+}
+
+// checkPlacement checks the offsets of a configuration whose Size is
+// resolved: each copy inside the device, no overlap, and on flash each
+// copy on its own erase blocks.
+func (c EnvConfig) checkPlacement(devSize int64) error {
+	name := c.name()
+	off := c.offsets()
+	opt := []string{"env-offset", "env-offset2"}
+	if !c.Redundant {
+		opt = opt[:1]
+	}
+	for i, o := range off {
+		if o+c.Size > devSize {
+			what := fmt.Sprintf("%s %#x", opt[i], o)
+			if i == 1 && !c.Offset2Set {
+				what = fmt.Sprintf("%s (by default right after copy 1: %#x)", opt[i], o)
+			}
+			return fmt.Errorf("%w: %s: the copy at %s with env-size %#x runs past the end of the device (size %#x)", nvcore.ErrInvalid, name, what, c.Size, devSize)
+		}
+	}
+	if len(off) < 2 {
+		return nil
+	}
+	a, b := off[0], off[1]
+	if es := c.EraseSize; es > 0 {
+		// First and last erase block of each copy.
+		a0, a1, b0, b1 := a/es, (a+c.Size-1)/es, b/es, (b+c.Size-1)/es
+		if a0 <= b1 && b0 <= a1 {
+			next := (a1 + 1) * es
+			return fmt.Errorf("%w: %s: the copies at env-offset %#x and env-offset2 %#x (env-size %#x) share an erase block (erase size %#x): a save of one would erase the other; put env-offset2 at %#x or beyond, on an erase block of its own",
+				nvcore.ErrInvalid, name, a, b, c.Size, es, next)
+		}
+		return nil
+	}
+	if a < b+c.Size && b < a+c.Size {
+		return fmt.Errorf("%w: %s: the copies at env-offset %#x and env-offset2 %#x overlap (env-size %#x): they must be at least env-size apart", nvcore.ErrInvalid, name, a, b, c.Size)
+	}
+	return nil
 }
 
 // resolve checks the configuration against the device and returns it with
@@ -146,6 +240,9 @@ func (c EnvConfig) resolve(devSize int64) (EnvConfig, error) {
 	if c.Size < 0 {
 		return c, fmt.Errorf("%w: %s: negative size %d", nvcore.ErrInvalid, name, c.Size)
 	}
+	if err := c.checkOffsets(devSize); err != nil {
+		return c, err
+	}
 	if c.Size == 0 {
 		c.Size = c.limit(devSize)
 	}
@@ -153,14 +250,43 @@ func (c EnvConfig) resolve(devSize int64) (EnvConfig, error) {
 	switch {
 	case c.Size < least:
 		return c, fmt.Errorf("%w: %s: copy size %#x: a copy needs at least %d bytes (device size %#x)", nvcore.ErrInvalid, name, c.Size, least, devSize)
-	case !c.Redundant && c.Size > devSize:
+	case c.placed() && !c.Redundant && c.Size > devSize:
 		return c, fmt.Errorf("%w: %s: env-size %#x is larger than the device (size %#x)", nvcore.ErrInvalid, name, c.Size, devSize)
-	case c.Redundant && c.Size > devSize/2:
+	case c.placed() && c.Redundant && c.Size > devSize/2:
 		return c, fmt.Errorf("%w: %s: env-size %#x: two copies of it do not fit the device (size %#x); a copy is at most half of it", nvcore.ErrInvalid, name, c.Size, devSize)
 	case c.Size > envMaxSize:
 		return c, fmt.Errorf("%w: %s: copy size %#x is over the %#x this tool handles; give the environment's size", nvcore.ErrTooBig, name, c.Size, envMaxSize)
 	}
-	return c, nil
+	return c, c.checkPlacement(devSize)
+}
+
+// checkOffsets checks what can be checked of the offsets before the size
+// is known: inside the device, env-offset2 only for a redundant
+// environment, and on flash on erase-block boundaries.
+func (c EnvConfig) checkOffsets(devSize int64) error {
+	name := c.name()
+	if c.EraseSize < 0 {
+		return fmt.Errorf("%w: %s: erase size %d", nvcore.ErrInvalid, name, c.EraseSize)
+	}
+	if c.Offset2Set && !c.Redundant {
+		return fmt.Errorf("%w: %s: env-offset2 places the second copy of a redundant environment (layout=u-boot-env-redundant); a single environment has one, at env-offset", nvcore.ErrInvalid, name)
+	}
+	check := func(opt string, o int64) error {
+		switch {
+		case o < 0 || o >= devSize:
+			return fmt.Errorf("%w: %s: %s %#x is outside the device (size %#x)", nvcore.ErrInvalid, name, opt, o, devSize)
+		case c.EraseSize > 0 && o%c.EraseSize != 0:
+			return fmt.Errorf("%w: %s: %s %#x is not on an erase-block boundary (erase size %#x): a copy must start on an erase block of its own, as fw_env.config's offsets on flash do", nvcore.ErrInvalid, name, opt, o, c.EraseSize)
+		}
+		return nil
+	}
+	if err := check("env-offset", c.Offset); err != nil {
+		return err
+	}
+	if c.Offset2Set {
+		return check("env-offset2", c.Offset2)
+	}
+	return nil
 }
 
 // Check says whether the configuration fits a device of devSize bytes: a
@@ -170,6 +296,9 @@ func (c EnvConfig) resolve(devSize int64) (EnvConfig, error) {
 // attached, not an error of the content. With AutoSize, it checks that the
 // device can hold an environment at all, and that Size, when set, fits.
 func (c EnvConfig) Check(devSize int64) error {
+	if err := c.checkOffsets(devSize); err != nil {
+		return err
+	}
 	if c.AutoSize {
 		c.AutoSize = false
 		if c.Size == 0 {
@@ -250,7 +379,7 @@ func LoadEnv(r io.ReaderAt, devSize int64, cfg EnvConfig) (*Env, error) {
 		if err != nil {
 			return nil, err
 		}
-		img, err := envRead(r, c.name(), 0, c.Size*int64(c.copies()))
+		img, err := envReadCopies(r, c)
 		if err != nil {
 			return nil, err
 		}
@@ -262,11 +391,26 @@ func LoadEnv(r io.ReaderAt, devSize int64, cfg EnvConfig) (*Env, error) {
 		_, err := auto.resolve(devSize) // says what is wrong
 		return nil, err
 	}
+	if err := auto.checkOffsets(devSize); err != nil {
+		return nil, err
+	}
 	limit := min(auto.limit(devSize), envMaxSize)
 	if limit < int64(auto.header()+1) {
-		return nil, fmt.Errorf("%w: %s: the device (size %#x) is too small for an environment", nvcore.ErrInvalid, cfg.name(), devSize)
+		return nil, fmt.Errorf("%w: %s: the device (size %#x) is too small for an environment at its offsets", nvcore.ErrInvalid, cfg.name(), devSize)
 	}
-	img, err := envRead(r, cfg.name(), 0, limit*int64(cfg.copies()))
+	// One read covers every candidate: the copies at the largest size, or,
+	// when copy 2 follows copy 1, all from copy 1 to the end of copy 2.
+	widest := auto
+	widest.Size = limit
+	var img envImage
+	var err error
+	if off := widest.offsets(); auto.Redundant && !auto.Offset2Set {
+		var b []byte
+		b, err = envRead(r, cfg.name(), off[0], off[1]+limit-off[0])
+		img = envImage{{off[0], b}}
+	} else {
+		img, err = envReadCopies(r, widest)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -274,12 +418,12 @@ func LoadEnv(r io.ReaderAt, devSize int64, cfg EnvConfig) (*Env, error) {
 	for _, size := range envSizes(cfg.Size, limit) {
 		c := auto
 		c.Size = size
-		if size < int64(c.header()+1) {
+		if size < int64(c.header()+1) || c.checkPlacement(devSize) != nil {
 			continue
 		}
 		tried = append(tried, fmt.Sprintf("%#x", size))
 		if envAnyGood(img, c) {
-			return envFromImage(img[:size*int64(c.copies())], c)
+			return envFromImage(img, c)
 		}
 	}
 	return nil, &envError{
@@ -320,10 +464,41 @@ func envRead(r io.ReaderAt, name string, off, n int64) ([]byte, error) {
 	return nil, fmt.Errorf("%s: read %#x bytes at %#x: %w", name, n, off, err)
 }
 
+// envImage holds parts of the device, each read at once.
+type envImage []envPart
+
+type envPart struct {
+	off int64
+	b   []byte
+}
+
+// at returns the n bytes at off, from the part that holds them.
+func (m envImage) at(off, n int64) []byte {
+	for _, p := range m {
+		if off >= p.off && off+n <= p.off+int64(len(p.b)) {
+			return p.b[off-p.off : off-p.off+n]
+		}
+	}
+	return nil
+}
+
+// envReadCopies reads each copy of a resolved configuration.
+func envReadCopies(r io.ReaderAt, c EnvConfig) (envImage, error) {
+	var img envImage
+	for _, off := range c.offsets() {
+		b, err := envRead(r, c.name(), off, c.Size)
+		if err != nil {
+			return nil, err
+		}
+		img = append(img, envPart{off, b})
+	}
+	return img, nil
+}
+
 // envCheck examines copy i of a resolved configuration in img.
-func envCheck(img []byte, c EnvConfig, i int) EnvCopy {
-	base := int64(i) * c.Size
-	cp := img[base : base+c.Size]
+func envCheck(img envImage, c EnvConfig, i int) EnvCopy {
+	base := c.offsets()[i]
+	cp := img.at(base, c.Size)
 	ec := EnvCopy{
 		Offset:   base,
 		Stored:   binary.LittleEndian.Uint32(cp[:4]),
@@ -336,9 +511,9 @@ func envCheck(img []byte, c EnvConfig, i int) EnvCopy {
 	return ec
 }
 
-func envAnyGood(img []byte, c EnvConfig) bool {
-	for i := 0; i < c.copies(); i++ {
-		if int64(i+1)*c.Size <= int64(len(img)) && envCheck(img, c, i).OK {
+func envAnyGood(img envImage, c EnvConfig) bool {
+	for i, off := range c.offsets() {
+		if img.at(off, c.Size) != nil && envCheck(img, c, i).OK {
 			return true
 		}
 	}
@@ -347,7 +522,7 @@ func envAnyGood(img []byte, c EnvConfig) bool {
 
 // envFromImage builds the Env of a resolved configuration from the bytes of
 // its copies.
-func envFromImage(img []byte, c EnvConfig) (*Env, error) {
+func envFromImage(img envImage, c EnvConfig) (*Env, error) {
 	e := &Env{Config: c, Fill: 0xFF}
 	var ok [2]bool
 	var flags [2]byte
@@ -363,7 +538,8 @@ func envFromImage(img []byte, c EnvConfig) (*Env, error) {
 		return e, e.badCRC()
 	}
 	base := e.Copies[e.Active].Offset
-	e.Vars = envParse(img[base+int64(c.header()):base+c.Size], base+int64(c.header()))
+	hdr := int64(c.header())
+	e.Vars = envParse(img.at(base, c.Size)[hdr:], base+hdr)
 	return e, nil
 }
 
@@ -649,10 +825,11 @@ func EnvDetect(r io.ReaderAt, devSize int64) (EnvConfig, bool) {
 		return EnvConfig{}, false
 	}
 	n := min(devSize, envMaxSize)
-	img, err := envRead(r, "u-boot-env", 0, n)
+	b, err := envRead(r, "u-boot-env", 0, n)
 	if err != nil {
 		return EnvConfig{}, false
 	}
+	img := envImage{{0, b}}
 	for _, red := range []bool{false, true} {
 		c := EnvConfig{Redundant: red}
 		for _, size := range envSizes(0, c.limit(n)) {

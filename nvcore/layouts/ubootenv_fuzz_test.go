@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,11 +29,15 @@ func envSame(a, b []EnvVar) bool {
 // taken from mode (bit 0 redundant, bit 1 boolean flags, bit 2 AutoSize,
 // bit 3 Size = size, bit 4 a device size that claims size bytes more than
 // there are, bit 5 fix the CRCs first, so that random content reaches the
-// parser), and, when it loads, saves it back with one more variable and
+// parser, bit 6 env-offset = the low byte of size, bit 7 env-offset2 = its
+// high byte), and, when it loads, saves it back with one more variable and
 // loads it again. The seeds are in testdata/fuzz/FuzzUBootEnv.
 func FuzzUBootEnv(f *testing.F) {
 	f.Add(envCopy(32, false, 0, 0xFF, "a=1", "b=2"), uint8(0), uint16(0))
 	f.Add(append(envCopy(32, true, 1, 0xFF, "a=1", "b=2"), envFill(32, 0xFF)...), uint8(1), uint16(0))
+	// Copy 2 at 0x10, copy 1 at 0x40, 32 bytes each.
+	f.Add(slices.Concat(envFill(16, 0xA5), envCopy(32, true, 2, 0xFF, "a=2"), envFill(16, 0xA5), envCopy(32, true, 1, 0xFF, "a=1")),
+		uint8(1|64|128), uint16(0x1040))
 	f.Fuzz(envFuzzOne)
 }
 
@@ -48,6 +53,12 @@ func envFuzzOne(t *testing.T, data []byte, mode uint8, size uint16) {
 	if mode&8 != 0 {
 		cfg.Size = int64(size)
 	}
+	if mode&64 != 0 {
+		cfg.Offset = int64(size & 0xff)
+	}
+	if mode&128 != 0 {
+		cfg.Offset2, cfg.Offset2Set = int64(size>>8), true
+	}
 	devSize := int64(len(data))
 	if mode&16 != 0 {
 		devSize += int64(size)
@@ -57,9 +68,9 @@ func envFuzzOne(t *testing.T, data []byte, mode uint8, size uint16) {
 		data = bytes.Clone(data)
 		c := cfg
 		c.AutoSize = false
-		if c, err := c.resolve(devSize); err == nil && c.Size*int64(c.copies()) <= int64(len(data)) {
-			for i := range c.copies() {
-				cp := data[int64(i)*c.Size : int64(i+1)*c.Size]
+		if c, err := c.resolve(devSize); err == nil && envInside(c, int64(len(data))) {
+			for _, off := range c.offsets() {
+				cp := data[off : off+c.Size]
 				binary.LittleEndian.PutUint32(cp, crc32.ChecksumIEEE(cp[c.header():]))
 			}
 		}
@@ -77,7 +88,7 @@ func envFuzzOne(t *testing.T, data []byte, mode uint8, size uint16) {
 		return
 	}
 	c := e.Config
-	if c.AutoSize || c.Size*int64(c.copies()) > int64(len(data)) || len(e.Copies) != c.copies() || !e.Valid() {
+	if c.AutoSize || !envInside(c, int64(len(data))) || len(e.Copies) != c.copies() || !e.Valid() {
 		t.Fatalf("loaded %+v", e)
 	}
 	start := e.Copies[e.Active].Offset + int64(c.header())
@@ -122,8 +133,15 @@ func envFuzzOne(t *testing.T, data []byte, mode uint8, size uint16) {
 		}
 		t.Fatal(err)
 	}
-	if n := c.Size * int64(c.copies()); !bytes.Equal(dev.b[n:], data[n:]) {
-		t.Fatal("Save wrote past the environment")
+	outside := func(b []byte) []byte {
+		b = bytes.Clone(b)
+		for _, off := range c.offsets() {
+			clear(b[off : off+c.Size])
+		}
+		return b
+	}
+	if !bytes.Equal(outside(dev.b), outside(data)) {
+		t.Fatal("Save wrote outside the environment's copies")
 	}
 	got, err := LoadEnv(dev, devSize, c)
 	if err != nil {
@@ -137,4 +155,15 @@ func envFuzzOne(t *testing.T, data []byte, mode uint8, size uint16) {
 			t.Fatalf("var %s at %d, Save said %d", got.Vars[i].Name, got.Vars[i].Offset, e.Vars[i].Offset)
 		}
 	}
+}
+
+// envInside reports whether every copy of a resolved configuration lies in
+// the first n bytes.
+func envInside(c EnvConfig, n int64) bool {
+	for _, off := range c.offsets() {
+		if off+c.Size > n {
+			return false
+		}
+	}
+	return true
 }

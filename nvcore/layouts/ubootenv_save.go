@@ -45,6 +45,18 @@ type EnvWriter interface {
 // data would be wrong: the CRC does not cover it, so an older copy that is
 // still intact would be promoted over the active one.
 //
+// Flash (EraseSize set): a write that raises a bit erases the whole erase
+// blocks it touches. When the new copy's header needs such an erase, the
+// old content of the header's block is lost to that erase whatever the
+// order, so the copy is written in one write, header and flags included:
+// each erase block of the copy is erased at most once, only when one of
+// its bits must rise, and programmed once; the copy's CRC matches only when
+// the last block is in. Otherwise (the header only clears bits, as on a
+// blank copy) the order above holds, and costs only the erases of the data
+// blocks that need one. Marking the old copy OBSOLETE clears bits: no
+// erase. The active copy is never written before the new one reads back
+// complete, and then only its flags byte, from ACTIVE (or 0xFF) to 0.
+//
 // Single copy: there is one copy, so no order protects it. Save writes the
 // changed data bytes, then the CRC. A power cut before the first changed
 // byte leaves the old environment; after the CRC, the new one; in between,
@@ -89,7 +101,7 @@ func (e *Env) Save(w EnvWriter, force bool) error {
 	}
 
 	// The device must still hold what LoadEnv read.
-	cur, err := envRead(w, name, 0, c.Size*int64(c.copies()))
+	cur, err := envReadCopies(w, c)
 	if err != nil {
 		return err
 	}
@@ -99,19 +111,37 @@ func (e *Env) Save(w EnvWriter, force bool) error {
 		}
 	}
 
-	base := int64(target) * c.Size
-	old := cur[base : base+c.Size]
+	base := c.offsets()[target]
+	old := cur.at(base, c.Size)
 	hdr := c.header()
-	// 1. The data area, the changed bytes only.
-	if lo, hi := envDiff(old[hdr:], img[hdr:]); lo < hi {
-		if err := envWrite(w, name, img[hdr+lo:hdr+hi], base+int64(hdr+lo)); err != nil {
-			return err
+	if c.EraseSize > 0 && envHeaderErased(old, img, base, c.EraseSize) {
+		// Flash, and the new header needs a bit raised: the erase block
+		// that holds it is erased whatever the order, and with it the old
+		// content of that block. Nothing of the older copy survives to be
+		// promoted by a flags byte written early, so the whole copy goes
+		// in one write: each of its erase blocks erased once (only those
+		// where a bit must rise) and programmed once, the header's block
+		// first. Until the last block is programmed the copy's CRC does
+		// not match; then it is complete, flags included. Written in
+		// steps, the header's block would be erased for each. (A single
+		// copy is lost either way until the write completes.)
+		if lo, hi := envDiff(old, img); lo < hi {
+			if err := envWrite(w, name, img[lo:hi], base+int64(lo)); err != nil {
+				return err
+			}
 		}
-	}
-	// 2. The CRC.
-	if !bytes.Equal(old[:4], img[:4]) {
-		if err := envWrite(w, name, img[:4], base); err != nil {
-			return err
+	} else {
+		// 1. The data area, the changed bytes only.
+		if lo, hi := envDiff(old[hdr:], img[hdr:]); lo < hi {
+			if err := envWrite(w, name, img[hdr+lo:hdr+hi], base+int64(hdr+lo)); err != nil {
+				return err
+			}
+		}
+		// 2. The CRC.
+		if !bytes.Equal(old[:4], img[:4]) {
+			if err := envWrite(w, name, img[:4], base); err != nil {
+				return err
+			}
 		}
 	}
 	if err := envSync(w, name); err != nil {
@@ -126,14 +156,14 @@ func (e *Env) Save(w EnvWriter, force bool) error {
 	}
 	if c.Redundant {
 		// 3. The commit: the new copy's flags byte.
-		if old[4] != flags {
+		if back[4] != flags {
 			if err := envWrite(w, name, []byte{flags}, base+4); err != nil {
 				return err
 			}
 		}
 		// 4. Boolean media: the old copy becomes OBSOLETE.
 		act := e.Copies[e.Active].Offset
-		if c.Flags == EnvFlagsBoolean && cur[act+4] != envFlagObsolete {
+		if c.Flags == EnvFlagsBoolean && cur.at(act+4, 1)[0] != envFlagObsolete {
 			if err := envWrite(w, name, []byte{envFlagObsolete}, act+4); err != nil {
 				return err
 			}
@@ -147,8 +177,7 @@ func (e *Env) Save(w EnvWriter, force bool) error {
 	}
 
 	// e now describes the device.
-	sum := envCheck(img, EnvConfig{Size: c.Size, Redundant: c.Redundant}, 0)
-	sum.Offset = base
+	sum := envCheck(envImage{{base, img}}, EnvConfig{Size: c.Size, Redundant: c.Redundant, Offset: base}, 0)
 	e.Copies[target] = sum
 	if c.Redundant && c.Flags == EnvFlagsBoolean {
 		e.Copies[e.Active].Flags = envFlagObsolete
@@ -161,6 +190,20 @@ func (e *Env) Save(w EnvWriter, force bool) error {
 		p = v.Offset + int64(len(v.Value)) + 1
 	}
 	return nil
+}
+
+// envHeaderErased reports whether writing img over old, a copy at base on
+// a flash of erase size es, must erase the erase block that holds the
+// copy's header: some bit of that block's part of the copy rises from 0 to
+// 1.
+func envHeaderErased(old, img []byte, base, es int64) bool {
+	n := min(es-base%es, int64(len(img)))
+	for i := int64(0); i < n; i++ {
+		if img[i]&^old[i] != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // checkFlags reads back the flags bytes Save wrote.
