@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,16 +65,45 @@ func TestUdev(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "server.log")
 	mnt := mountNV(t, "--log", logFile)
 
-	// A kernel nvmem device appears: mirrored, with its cells.
-	start := time.Now()
-	r := mustOK(t, udevRun(t, mnt, sys, "", "ACTION=add", "SUBSYSTEM=nvmem", "KERNEL=0-00500", "DEVPATH=/devices/platform/i2c/i2c-0/0-0050/0-00500"))
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("udev took %v: udev kills slow RUN programs", took)
+	// A kernel nvmem device appears: mirrored, with its cells. udev kills
+	// RUN programs that take long, so `nvmemfs udev` returns before the
+	// server attaches. Here the device's type file is a FIFO: the attach
+	// waits in the server until the test writes the type, so the device
+	// cannot be there when `nvmemfs udev` returns, and a udev command that
+	// waited for the attach would never return (runCmd's bound).
+	typeFile := filepath.Join(sys, "bus/nvmem/devices/0-00500/type")
+	if err := os.Remove(typeFile); err != nil {
+		t.Fatal(err)
 	}
+	if err := syscall.Mkfifo(typeFile, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	writeType := sync.OnceFunc(func() {
+		// O_RDWR never waits for a reader; the server reads the type,
+		// then EOF once this end is closed.
+		f, err := os.OpenFile(typeFile, os.O_RDWR, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		f.WriteString("EEPROM\n")
+		f.Close()
+	})
+	t.Cleanup(writeType) // before the unmount, which waits for the attach
+	r := mustOK(t, udevRun(t, mnt, sys, "", "ACTION=add", "SUBSYSTEM=nvmem", "KERNEL=0-00500", "DEVPATH=/devices/platform/i2c/i2c-0/0-0050/0-00500"))
 	if r.stdout != "" || r.stderr != "" {
 		t.Errorf("udev printed %q %q", r.stdout, r.stderr)
 	}
+	if _, ok := lsJSON(t, cmdOpts{}, "-m", mnt)["0-00500"]; ok {
+		t.Error("0-00500 was attached before the server could read its type: nvmemfs udev waited for the attach")
+	}
+	writeType()
 	waitFor(t, "the mirror of 0-00500", func() bool { _, ok := lsJSON(t, cmdOpts{}, "-m", mnt)["0-00500"]; return ok })
+	// A plain type file again, for the attaches that follow.
+	if err := os.Remove(typeFile); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Dir(typeFile), "type", []byte("EEPROM\n"))
 	dev := lsJSON(t, cmdOpts{}, "-m", mnt)["0-00500"]
 	if dev.Type != "EEPROM" || dev.Size != 256 || len(dev.Cells) == 0 || !strings.HasPrefix(dev.Source, "sysfs:0-00500") {
 		t.Errorf("mirror: %+v", dev)

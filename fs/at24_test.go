@@ -7,7 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,26 +46,54 @@ func (m *mounted) at24Attach(t *testing.T, name, chipName string, pageSize, spee
 	return d, bus
 }
 
-// at24ChunkTime is how long one 128-byte read of a 16-bit chip takes on
-// the simulated bus: start, address, 2 word-address bytes, repeated start,
-// address, 128 bytes, stop, 9 bits a byte.
-func at24ChunkTime(speed int) time.Duration {
-	bits := 1 + 9 + 18 + 1 + 9 + 9*128 + 1
-	return time.Duration(int64(bits) * int64(time.Second) / int64(speed))
+// at24Transfers records the transfers on bus as its hook sees them: each
+// one's word address (the offset it reads or writes; -1 for a transfer
+// without one), in order. Hold makes the nth transfer wait in the hook,
+// in flight, until release is called; held is closed when it gets there.
+type at24Transfers struct {
+	mu      sync.Mutex
+	offsets []int64
+
+	held        chan struct{}
+	release     chan struct{}
+	releaseOnce sync.Once
 }
 
-// at24SignalTransfer returns a channel that is closed when the nth transfer
-// on bus starts: the transfer is then in flight for a whole chunk time.
-func at24SignalTransfer(bus *at24test.Bus, n int64) <-chan struct{} {
-	ch := make(chan struct{})
-	var count atomic.Int64
-	bus.SetHook(func(uint16, []byte, []byte) error {
-		if count.Add(1) == n {
-			close(ch)
+func at24Record(t *testing.T, bus *at24test.Bus, hold int) *at24Transfers {
+	r := &at24Transfers{held: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(r.letGo)
+	bus.SetHook(func(_ uint16, w, _ []byte) error {
+		off := int64(-1)
+		if len(w) >= 2 {
+			off = int64(w[0])<<8 | int64(w[1])
+		}
+		r.mu.Lock()
+		r.offsets = append(r.offsets, off)
+		n := len(r.offsets)
+		r.mu.Unlock()
+		if n == hold {
+			close(r.held)
+			<-r.release
 		}
 		return nil
 	})
-	return ch
+	return r
+}
+
+func (r *at24Transfers) letGo() { r.releaseOnce.Do(func() { close(r.release) }) }
+
+// count is the number of transfers so far; since returns the offsets of
+// those after the first n.
+func (r *at24Transfers) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.offsets)
+}
+
+func (r *at24Transfers) since(n int) []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.offsets[n:])
 }
 
 // TestAt24DdCmp writes whole chips through the mount with dd, compares them
@@ -160,13 +188,14 @@ func TestAt24DdCmp(t *testing.T) {
 }
 
 // TestAt24UnplugDuringRead: a 24c256 on a 400 kHz bus whose bridge is
-// pulled out while a 32 KiB pread goes through the mount. The reader gets
-// ENODEV (or EIO for the chunk in flight) within a few chunk times, the
-// core removes the device by itself, and a second chip keeps working.
+// pulled out while a 32 KiB pread goes through the mount, with chunk 65 of
+// 256 in flight. The reader gets ENODEV (or EIO for the chunk in flight)
+// and the read goes no further: no transfer starts after the unplug (the
+// chunk in flight fails, and the core removes the device by itself); a
+// second chip keeps working.
 func TestAt24UnplugDuringRead(t *testing.T) {
 	m := mountTest(t)
 	const speed = 400_000
-	chunk := at24ChunkTime(speed)
 	d, bus := m.at24Attach(t, "ee", "24c256", 64, speed, 0)
 	_, other := m.at24Attach(t, "other", "24c02", 8, 0, 0)
 	data := pattern(int(d.Size()), 0x11)
@@ -178,48 +207,46 @@ func TestAt24UnplugDuringRead(t *testing.T) {
 	type result struct {
 		n   int
 		err error
-		at  time.Time
 	}
 	done := make(chan result, 1)
-	inFlight := at24SignalTransfer(bus, 65)
+	const hold = 65
+	tr := at24Record(t, bus, hold)
 	bus.ResetStats()
-	start := time.Now()
 	go func() {
 		n, err := syscall.Pread(fd, make([]byte, 32<<10), 0)
-		done <- result{n, err, time.Now()}
+		done <- result{n, err}
 	}()
 	select {
-	case <-inFlight:
+	case <-tr.held:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the read did not progress: %+v", bus.Stats())
 	}
-	time.Sleep(chunk / 3) // well inside the chunk
-	unplugged := time.Now()
+	// Chunk 65 is held in the hook, before the wire: the unplug comes while
+	// it is in flight, and the wire refuses it.
 	bus.Unplug()
+	atUnplug := tr.count()
+	tr.letGo()
 	var r result
 	select {
 	case r = <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the reader hangs after the unplug")
 	}
-	reaction := r.at.Sub(unplugged)
-	t.Logf("unplug %v into the read, a third into chunk 65 (a chunk takes %v at 400 kHz); the reader got %v %v after the unplug (%.2f chunk times)",
-		unplugged.Sub(start).Round(time.Millisecond), chunk, r.err, reaction, float64(reaction)/float64(chunk))
+	t.Logf("the reader got %d, %v", r.n, r.err)
 	if e := errnoOf(r.err); e != syscall.ENODEV && e != syscall.EIO {
 		t.Errorf("pread across the unplug: %d, %v; want ENODEV or EIO", r.n, r.err)
 	}
-	if reaction > 30*chunk*slack() {
-		t.Errorf("the reader took %v to notice the unplug, more than %d chunk times", reaction, 30*slack())
+	if after := tr.since(atUnplug); len(after) > 0 {
+		t.Errorf("%d transfers started after the unplug (the first at offsets %#x), want none: the read went on", len(after), after[:min(len(after), 4)])
 	}
 
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !bus.Closed() || slices.Contains(listDir(t, m.dir), "ee") {
 		if time.Now().After(deadline) {
 			t.Fatalf("device not removed after the unplug: closed %t, root %q", bus.Closed(), listDir(t, m.dir))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	t.Logf("device removed %v after the unplug", time.Since(unplugged).Round(time.Millisecond))
 	if !d.Gone() {
 		t.Error("the device is not gone")
 	}
@@ -246,15 +273,18 @@ func TestAt24UnplugDuringRead(t *testing.T) {
 
 // TestAt24DetachDuringRead: Unregister while a 32 KiB pread of a plugged
 // chip goes through the mount waits for the chunk in flight only, not for
-// the whole read; the reader then gets ENODEV.
+// the whole read (DESIGN rule 4): with chunk 9 of 256 held in flight, the
+// removal is marked and waits; once the chunk goes on, no other transfer
+// starts, Unregister returns with the bus closed, and the reader gets
+// ENODEV. Counted on the bus, so no clock decides it.
 func TestAt24DetachDuringRead(t *testing.T) {
 	for _, speed := range []int{100_000, 400_000} {
 		t.Run(fmt.Sprintf("%dkHz", speed/1000), func(t *testing.T) {
 			m := mountTest(t)
-			chunk := at24ChunkTime(speed)
-			_, bus := m.at24Attach(t, "ee", "24c256", 64, speed, 0)
+			d, bus := m.at24Attach(t, "ee", "24c256", 64, speed, 0)
 			fd := openFile(t, m.path("ee", "nvmem"), syscall.O_RDONLY)
-			inFlight := at24SignalTransfer(bus, 9)
+			const hold = 9
+			tr := at24Record(t, bus, hold)
 			bus.ResetStats()
 			done := make(chan error, 1)
 			go func() {
@@ -262,39 +292,52 @@ func TestAt24DetachDuringRead(t *testing.T) {
 				done <- err
 			}()
 			select {
-			case <-inFlight:
+			case <-tr.held:
 			case <-time.After(10 * time.Second):
 				t.Fatalf("the read did not progress: %+v", bus.Stats())
 			}
-			t0 := time.Now()
-			if err := m.reg.Unregister("ee"); err != nil {
-				t.Fatalf("unregister: %v", err)
+			unregistered := make(chan error, 1)
+			go func() { unregistered <- m.reg.Unregister("ee") }()
+			for deadline := time.Now().Add(10 * time.Second); !d.Gone(); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the removal did not mark the device gone (a hang)")
+				}
 			}
-			waited := time.Since(t0)
-			transfers := bus.Stats().Transfers
-			t.Logf("%d Hz: Unregister took %v, %.2f chunk times of %v", speed, waited, float64(waited)/float64(chunk), chunk)
-			// 4 chunk times, and never under 20 ms: Unregister also closes the
-			// bus and has the kernel forget the names, which must not make a
-			// loaded CI machine fail at 400 kHz; more under emulation.
-			if budget := max(4*chunk, 20*time.Millisecond) * slack(); waited > budget {
-				t.Errorf("Unregister took %v, more than %v (a chunk takes %v)", waited, budget, chunk)
+			atMark := tr.count()
+			select {
+			case err := <-unregistered:
+				t.Fatalf("Unregister returned (%v) while chunk %d was in flight", err, hold)
+			default:
 			}
-			if waited < chunk/2 {
-				t.Errorf("Unregister took %v: it did not wait for the chunk in flight (%v)", waited, chunk)
+			tr.letGo()
+			select {
+			case err := <-unregistered:
+				if err != nil {
+					t.Fatalf("unregister: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Unregister hangs after the chunk in flight ended")
 			}
 			if !bus.Closed() {
 				t.Error("Unregister returned before the bus was closed")
 			}
+			if after := tr.since(atMark); len(after) > 0 {
+				t.Errorf("%d transfers started after the removal began (the first at offsets %#x), want none: the read went on past the chunk in flight", len(after), after[:min(len(after), 4)])
+			}
+			atReturn := bus.Stats()
 			select {
 			case err := <-done:
 				if errnoOf(err) != syscall.ENODEV {
 					t.Errorf("the reader got %v, want ENODEV", err)
 				}
-			case <-time.After(5 * time.Second):
+			case <-time.After(10 * time.Second):
 				t.Fatal("the reader hangs after the detach")
 			}
-			if s := bus.Stats(); s.Transfers != transfers || s.AfterClose != 0 {
-				t.Errorf("transfers after Unregister: %+v (had %d)", s, transfers)
+			if s := bus.Stats(); s.Transfers != atReturn.Transfers || s.AfterClose != 0 {
+				t.Errorf("transfers after Unregister: %+v (had %d)", s, atReturn.Transfers)
+			}
+			if got := atReturn.Transfers; got != hold {
+				t.Errorf("%d transfers in all, want %d: the chunks before the detach and the one in flight", got, hold)
 			}
 		})
 	}

@@ -310,7 +310,9 @@ var (
 )
 
 // watchRemoval logs d's removal while it lasts too long; the returned
-// function ends the watch.
+// function ends the watch. The timer's function logs under mu, so once
+// stop has returned no line comes: a timer that fired just before stop
+// either logged before it or finds stopped set.
 func watchRemoval(d *Device, stage *atomic.Int32) (stop func()) {
 	start := time.Now()
 	var mu sync.Mutex
@@ -319,13 +321,14 @@ func watchRemoval(d *Device, stage *atomic.Int32) (stop func()) {
 	mu.Lock() // t is read by the timer's function
 	defer mu.Unlock()
 	t = time.AfterFunc(RemovalWarnAfter, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
 		slog.Warn("removal is slow", "device", d.name, "waiting_for", stageNames[stage.Load()],
 			"since", time.Since(start).Round(time.Millisecond))
-		mu.Lock()
-		if !stopped {
-			t.Reset(RemovalWarnEvery)
-		}
-		mu.Unlock()
+		t.Reset(RemovalWarnEvery)
 	})
 	return func() {
 		mu.Lock()

@@ -128,18 +128,27 @@ func TestFaultsAlways(t *testing.T) {
 	})
 
 	t.Run("delays", func(t *testing.T) {
-		p := New(Options{Size: 256, Seed: 7, DelayRate: 1, MaxDelay: 20 * time.Millisecond})
-		start := time.Now()
-		for range 5 {
+		const maxDelay = 20 * time.Millisecond
+		p := New(Options{Size: 256, Seed: 7, DelayRate: 1, MaxDelay: maxDelay})
+		for i := range uint64(5) {
+			if d := p.Delay(i); d <= 0 || d > maxDelay {
+				t.Errorf("call %d is delayed %v, want (0, %v]", i, d, maxDelay)
+			}
 			if n, err := p.ReadAt(make([]byte, 8), 0); n != 8 || err != nil {
 				t.Fatalf("a delayed read: %d, %v", n, err)
 			}
 		}
-		if took := time.Since(start); took > 5*20*time.Millisecond+time.Second {
-			t.Errorf("5 reads delayed at most 20 ms each took %v", took)
-		}
 		if s := p.Stats(); s.Delays != 5 {
 			t.Errorf("stats %+v", s)
+		}
+		// Without delays drawn, none is counted.
+		q := New(Options{Size: 256, Seed: 7, DelayRate: 0, MaxDelay: maxDelay})
+		if d := q.Delay(0); d != 0 {
+			t.Errorf("DelayRate 0: call 0 is delayed %v", d)
+		}
+		q.ReadAt(make([]byte, 8), 0)
+		if s := q.Stats(); s.Delays != 0 {
+			t.Errorf("DelayRate 0: stats %+v", s)
 		}
 	})
 }

@@ -13,8 +13,13 @@
 # the server's erase size). libubootenv
 # accepts only NOR and NAND MTD devices, so its tools run with
 # LD_PRELOAD=fakenor.so, which turns mtdram's MTD_RAM into MTD_NORFLASH in
-# MEMGETINFO's answer (see fakenor.c). Needs gcc and libubootenv-tool on
-# the host.
+# MEMGETINFO's answer (see fakenor.c). Then block: on loop devices (the
+# kernel's loop.ko, busybox losetup), with the amd64 nvmemfs: dd and cmp
+# through the mount, unaligned writes, the kernel's write protection of a
+# loop device (its ro flag, from losetup -r or blockdev --setro, in
+# /sys/block/loopN/ro; loop devices have no eMMC force_ro), and a
+# redundant environment at an offset of /dev/loop0 shared with fw_printenv
+# and fw_setenv. Needs gcc and libubootenv-tool on the host.
 #
 #   bash backends/mtd/testdata/qemu-mtdram.sh [KERNEL.deb BUSYBOX-STATIC.deb]
 #
@@ -35,6 +40,9 @@ cp "$work/b/bin/busybox" "$r/bin/"
 mods=$(echo "$work"/k/lib/modules/*/kernel/drivers/mtd)
 cp "$mods/mtd.ko" "$mods/devices/mtdram.ko" "$r/"
 cp "$(echo "$work"/k/lib/modules/*/kernel/fs/fuse/fuse.ko)" "$r/"
+# loop.ko, unless this kernel has loop built in.
+loop=$(echo "$work"/k/lib/modules/*/kernel/drivers/block/loop.ko)
+if [ -f "$loop" ]; then cp "$loop" "$r/"; fi
 (cd "$top" && CGO_ENABLED=0 go test -c -o "$r/mtd-amd64.test" ./backends/mtd &&
 	CGO_ENABLED=0 GOARCH=386 go test -c -o "$r/mtd-386.test" ./backends/mtd &&
 	mkdir -p "$r/opt/amd64" "$r/opt/386" &&
@@ -158,6 +166,124 @@ env_checks() {
 flash_erase_all() { dd if=/dev/zero bs=65536 count=4 2>/dev/null | tr '\0' '\377' | dd of=/dev/mtd0 bs=65536 2>/dev/null; }
 env_checks amd64 0x30000 env-offset2=0x30000
 env_checks 386 0x20000 ""
+# block: on a loop device (loop.ko when the kernel has loop as a module),
+# with the amd64 nvmemfs: dd and cmp through the mount against the device
+# and the image behind it, unaligned writes, EFBIG at the end, the kernel's
+# read-only flag (a loop device has no eMMC force_ro: its protection is
+# the disk's ro, set by losetup -r or blockdev --setro, and shown in
+# /sys/block/loopN/ro), a redundant U-Boot environment at an offset shared
+# with fw_printenv and fw_setenv on /dev/loop0, and the detach.
+ok() { echo "ok: $*"; }
+fail() { echo "FAIL: $*"; rc=1; }
+# same WHAT A B: ok when the files are equal.
+same() { if cmp "$2" "$3"; then ok "$1"; else fail "$1"; fi; }
+# refused WHAT ERRNO-TEXT CMD...: CMD must fail, saying ERRNO-TEXT.
+refused() {
+	what=$1 want=$2; shift 2
+	if out=$("$@" 2>&1); then fail "$what: succeeded, want $want"
+	elif echo "$out" | grep -q "$want"; then ok "$what: $want ($(echo "$out" | head -1))"
+	else fail "$what: $out, want $want"; fi
+}
+block_checks() {
+	PATH=/opt/amd64:/bin
+	echo "== block: on a loop device (amd64 nvmemfs, busybox losetup)"
+	t0=$(cut -d ' ' -f 1 /proc/uptime)
+	[ -f /loop.ko ] && insmod /loop.ko
+	[ -e /dev/loop1 ] || { fail "no loop devices (loop.ko: $(ls /loop.ko 2>&1))"; return; }
+	head -c 1048576 /dev/urandom > /tmp/blk.img
+	cp /tmp/blk.img /tmp/want # what /dev/loop0 must hold
+	losetup /dev/loop0 /tmp/blk.img || { fail "losetup /dev/loop0"; return; }
+	[ "$(cat /sys/block/loop0/ro)" = 0 ] && ok "/sys/block/loop0/ro is 0 after losetup" || fail "/sys/block/loop0/ro: $(cat /sys/block/loop0/ro)"
+	if ! nvmemfs mount --log /tmp/nvmemfs-block.log --device block:/dev/loop0,name=blk /nvmem; then
+		fail "nvmemfs mount --device block:/dev/loop0"; cat /tmp/nvmemfs-block.log; return
+	fi
+	nvmemfs ls
+	nvm=/nvmem/blk/nvmem
+	[ "$(stat -c '%s %a' $nvm)" = "1048576 644" ] && ok "block:/dev/loop0: 1 MiB, mode 0644" || fail "block:/dev/loop0: $(stat -c '%s %a' $nvm)"
+	same "block:/dev/loop0 reads as /dev/loop0 (cmp)" $nvm /dev/loop0
+
+	# dd through the mount: 64 KiB on whole sectors, then writes that
+	# start and end inside sectors (read-modify-write of O_DIRECT blocks).
+	# Each goes to /tmp/want too; the device and the image behind the loop
+	# must then hold exactly that.
+	head -c 65536 /dev/urandom > /tmp/w
+	ddw() { dd if=/tmp/w of="$1" bs=$2 seek=$3 count=$4 conv=notrunc 2>/dev/null; }
+	ddw $nvm 4096 16 16 && ddw /tmp/want 4096 16 16 || fail "dd of 64 KiB at 64 KiB"
+	same "dd of 64 KiB through the mount: /dev/loop0 holds it" /dev/loop0 /tmp/want
+	for w in "1 1001 7" "777 3 5" "1000 1 70" "1 1048575 1"; do
+		set -- $w
+		ddw $nvm $1 $2 $3 && ddw /tmp/want $1 $2 $3 || fail "dd bs=$1 seek=$2 count=$3"
+	done
+	same "unaligned dd writes (7 bytes at 1001, 5x777 at 2331, 70x1000 at 1000, the last byte): /dev/loop0 holds them, nothing else changed" /dev/loop0 /tmp/want
+	same "the image behind the loop holds them too" /tmp/blk.img /tmp/want
+	dd if=$nvm of=/tmp/r1 bs=3333 skip=7 count=11 2>/dev/null
+	dd if=/tmp/want of=/tmp/r2 bs=3333 skip=7 count=11 2>/dev/null
+	same "dd read at an unaligned offset (bs=3333 skip=7)" /tmp/r1 /tmp/r2
+	refused "a write at the end" "File too large" dd if=/tmp/w of=$nvm bs=1 seek=1048576 count=1 conv=notrunc
+	same "nothing changed after the refused write" /dev/loop0 /tmp/want
+
+	# The kernel's write protection after the attach: blockdev --setro sets
+	# the disk's ro flag; nvmemfs's writes fail with EPERM (the kernel's
+	# answer) until --setrw.
+	blockdev --setro /dev/loop0
+	[ "$(cat /sys/block/loop0/ro)" = 1 ] && ok "/sys/block/loop0/ro is 1 after blockdev --setro" || fail "/sys/block/loop0/ro after --setro: $(cat /sys/block/loop0/ro)"
+	refused "a write while /dev/loop0 is read-only" "Operation not permitted" dd if=/tmp/w of=$nvm bs=512 seek=10 count=1 conv=notrunc
+	same "nothing changed while read-only" /dev/loop0 /tmp/want
+	blockdev --setrw /dev/loop0
+	ddw $nvm 512 10 1 && ddw /tmp/want 512 10 1 || fail "dd after blockdev --setrw"
+	same "a write after blockdev --setrw lands" /dev/loop0 /tmp/want
+
+	# A loop device set up read-only: /sys/block/loop1/ro is 1, and
+	# nvmemfs serves it read-only (mode 0444, open for writing EACCES).
+	head -c 65536 /dev/urandom > /tmp/ro.img
+	losetup -r /dev/loop1 /tmp/ro.img || fail "losetup -r /dev/loop1"
+	[ "$(cat /sys/block/loop1/ro)" = 1 ] && ok "/sys/block/loop1/ro is 1 after losetup -r" || fail "/sys/block/loop1/ro: $(cat /sys/block/loop1/ro)"
+	if nvmemfs attach block:/dev/loop1,name=ro; then
+		nvmemfs ls | grep '^ro '
+		[ "$(stat -c %a /nvmem/ro/nvmem)" = 444 ] && ok "nvmemfs serves the read-only loop with mode 0444" || fail "mode of ro: $(stat -c %a /nvmem/ro/nvmem)"
+		nvmemfs ls --json | tr -d ' \n' | grep -q '"name":"ro","type":"[^"]*","size":65536,"mode":"0444"' && ok "nvmemfs ls --json: mode 0444" || fail "nvmemfs ls --json: $(nvmemfs ls --json)"
+		refused "open for writing of the read-only loop" "Permission denied" dd if=/tmp/w of=/nvmem/ro/nvmem bs=1 count=1 conv=notrunc
+		same "the read-only loop reads as its image, unchanged" /nvmem/ro/nvmem /tmp/ro.img
+		grep -q "served read-only.*loop1" /tmp/nvmemfs-block.log && ok "the server log says why: $(grep -o 'served read-only.*' /tmp/nvmemfs-block.log | head -c 120)" || fail "no read-only line in the log: $(cat /tmp/nvmemfs-block.log)"
+		nvmemfs detach ro || fail "detach ro"
+	else
+		fail "attach block:/dev/loop1"
+	fi
+	losetup -d /dev/loop1 || fail "losetup -d /dev/loop1"
+
+	# A redundant U-Boot environment in the middle of /dev/loop0: two 8 KiB
+	# copies at 0x80000 and 0x82000, the same for both tools. The bytes
+	# there are random: no valid copy, so the first set needs --force.
+	nvmemfs detach blk || fail "detach blk"
+	printf '/dev/loop0 0x80000 0x2000\n/dev/loop0 0x82000 0x2000\n' > /tmp/fw_loop.config
+	cat /tmp/fw_loop.config
+	spec=block:/dev/loop0,name=env,offset=0x80000,size=0x4000,layout=u-boot-env-redundant,env-size=0x2000
+	nvmemfs attach $spec || { fail "attach $spec"; nvmemfs unmount /nvmem; return; }
+	refused "nvmemfs env set without --force on random bytes" "bad CRC" nvmemfs env env set board loop
+	nvmemfs env --force env set board loop && ok "nvmemfs env --force env set board loop" || fail "env --force set"
+	nvmemfs env env set serial# LOOP-0001 || fail "env set serial#"
+	envsame() {
+		a=$(nvmemfs env env | sort); b=$(fw_printenv -c /tmp/fw_loop.config 2>&1 | sort)
+		if [ -n "$a" ] && [ "$a" = "$b" ]; then ok "$1: nvmemfs env and fw_printenv on /dev/loop0 read: $(echo $a)"
+		else fail "$1: nvmemfs env: [$a], fw_printenv: [$b]"; fi
+	}
+	envsame "after nvmemfs env set"
+	fw_setenv -c /tmp/fw_loop.config bootcmd "run loopboot" || fail "fw_setenv on /dev/loop0"
+	envsame "after fw_setenv on /dev/loop0"
+	nvmemfs env env set serial# LOOP-0002 || fail "env set over fw_setenv's copy"
+	envsame "after nvmemfs env set over fw_setenv's copy"
+	# Outside the window nothing changed.
+	dd if=/dev/loop0 of=/tmp/want bs=16384 skip=32 seek=32 count=1 conv=notrunc 2>/dev/null
+	same "bytes outside the environment's window unchanged" /dev/loop0 /tmp/want
+
+	nvmemfs detach env || fail "detach env"
+	[ -e /nvmem/env ] && fail "/nvmem/env after the detach" || ok "detach: env left the mount"
+	losetup -d /dev/loop0 && ok "losetup -d /dev/loop0 after the detach" || fail "losetup -d /dev/loop0"
+	nvmemfs unmount /nvmem
+	echo "note: the block: checks ran $(awk -v a=$t0 '{ printf "%.1f", $1 - a }' /proc/uptime) s"
+	PATH=/bin
+}
+block_checks
 echo "== guest result $rc"
 poweroff -f
 INIT
