@@ -28,6 +28,11 @@ type Options struct {
 	// OnPanic, if set, is told of a panic in a FUSE handler (which then
 	// fails with EIO). Tests use it to fail on any panic.
 	OnPanic func(any)
+	// CacheAll serves every file from the kernel's page cache, with no
+	// OPEN, FLUSH or RELEASE round trip (fs/cache.go): every device is
+	// cached (nvcore.Registry.CacheAll), and the checks sysfs makes at
+	// open are made on each read and write that reaches us.
+	CacheAll bool
 }
 
 // FS is a mounted nvmemfs tree.
@@ -37,6 +42,8 @@ type FS struct {
 	root   *rootDir
 	server *fuse.Server
 	born   time.Time
+	// cacheAll: Options.CacheAll.
+	cacheAll bool
 
 	// Tree changes that notify the kernel are posted to a queue of their
 	// device's: a notify must never run inside a FUSE handler, nor under a
@@ -85,12 +92,21 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 	}
+	if o.CacheAll {
+		for _, d := range reg.Devices() {
+			if !d.Cached() {
+				return nil, fmt.Errorf("mount %s: every device is cached, and %s was attached without cache", dir, d.Name())
+			}
+		}
+		reg.CacheAll()
+	}
 	f := &FS{
-		reg:    reg,
-		dir:    dir,
-		born:   time.Now(),
-		queues: map[*nvcore.Device]*notifyQueue{},
-		served: make(chan struct{}),
+		reg:      reg,
+		dir:      dir,
+		born:     time.Now(),
+		cacheAll: o.CacheAll,
+		queues:   map[*nvcore.Device]*notifyQueue{},
+		served:   make(chan struct{}),
 	}
 	f.root = &rootDir{dirNode{born: f.born}}
 
@@ -192,12 +208,16 @@ func (f *FS) stopNotifier() {
 // blocking: it may be called inside a FUSE handler, where waiting (for a
 // notify, which may wait for the kernel, which may wait for that handler)
 // would hang. Once the mount is gone, fn runs on a goroutine of its own.
-func (f *FS) post(d *nvcore.Device, fn func()) {
+func (f *FS) post(d *nvcore.Device, fn func()) { f.postIdle(d, fn) }
+
+// postIdle is post, and says whether d's queue was idle: nothing queued
+// and nothing running, so that fn runs first.
+func (f *FS) postIdle(d *nvcore.Device, fn func()) (idle bool) {
 	f.postMu.Lock()
 	defer f.postMu.Unlock()
 	if f.stopped {
 		go fn()
-		return
+		return false
 	}
 	q := f.queues[d]
 	if q == nil {
@@ -209,7 +229,9 @@ func (f *FS) post(d *nvcore.Device, fn func()) {
 		q.running = true
 		f.draining.Add(1)
 		go f.drain(d, q)
+		return true
 	}
+	return false
 }
 
 // drain runs d's queue until it is empty, then forgets it.
@@ -265,25 +287,19 @@ func (f *FS) addDevice(d *nvcore.Device) {
 	}
 	dir := &deviceDir{dirNode: dirNode{born: f.born}, dev: d}
 	dirIn := f.root.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	df := &devFiles{fs: f, dev: d, dir: dirIn}
 	add := func(parent *gofs.Inode, name string, node gofs.InodeEmbedder) {
 		parent.AddChild(name, parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 	}
-	add(dirIn, "nvmem", &nvmemFile{dev: d, born: f.born})
-	// A write through a cell file changes bytes the nvmem file may hold
-	// in the page cache.
-	contentChanged := func() {}
-	if d.Cached() {
-		nvmem := dirIn.GetChild("nvmem")
-		contentChanged = func() { f.post(d, func() { nvmem.NotifyContent(0, 0) }) }
-	}
-	add(dirIn, "type", &attrFile{dev: d, mode: 0o444, show: showType, born: f.born})
+	add(dirIn, "nvmem", &nvmemFile{dev: d, files: df, born: f.born})
+	add(dirIn, "type", &attrFile{dev: d, files: df, mode: 0o444, show: showType, born: f.born})
 	if d.CanWrite() {
-		add(dirIn, "force_ro", &attrFile{dev: d, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
+		add(dirIn, "force_ro", &attrFile{dev: d, files: df, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
 	}
 	// cells/ is there for every device that has or may get cells; the
 	// device directory hides it while it is empty.
 	if d.Layout() != nil || len(d.Cells()) > 0 {
-		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born, contentChanged), gofs.StableAttr{Mode: syscall.S_IFDIR})
+		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born, df), gofs.StableAttr{Mode: syscall.S_IFDIR})
 		dirIn.AddChild("cells", cellsIn, false)
 	}
 	// The registry publishes a name's add only once the removal of its
@@ -301,15 +317,9 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 	if child == nil {
 		return
 	}
-	if d.Cached() {
-		// Pages of a cached device would go on answering reads after the
-		// device is gone: drop them, so reads come to us and get ENODEV.
-		// A READ answered just before the removal may still be on its way
-		// into the cache: drop the pages once more a little later.
-		nvmem := child.GetChild("nvmem")
-		nvmem.NotifyContent(0, 0)
-		time.AfterFunc(50*time.Millisecond, func() { f.post(d, func() { nvmem.NotifyContent(0, 0) }) })
-	}
+	// Pages of a cached device would go on answering reads after the
+	// device is gone.
+	f.dropPages(d, child)
 	// The kernel would keep the inodes of nvmem, type and the cell files
 	// cached (and go-fuse their nodes, and through them the device and its
 	// provider) until memory ran short: tell it each one is deleted, and
