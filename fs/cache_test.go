@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nvmemfs/nvmemfs/backends/at24"
+	"github.com/nvmemfs/nvmemfs/backends/at24/at24test"
+	"github.com/nvmemfs/nvmemfs/backends/file"
 	"github.com/nvmemfs/nvmemfs/nvcore"
 	"github.com/nvmemfs/nvmemfs/nvcore/nvcoretest"
 )
@@ -84,5 +89,142 @@ func TestCacheNeedsByteAccess(t *testing.T) {
 	_, err := reg.Register(nvcore.Config{Cache: true, WordSize: 4, Stride: 4}, nvcoretest.NewMemory(make([]byte, 64)))
 	if !errors.Is(err, nvcore.ErrInvalid) {
 		t.Errorf("cache with word size 4: %v, want ErrInvalid", err)
+	}
+}
+
+// TestCachedCellAt24: a cell of a simulated 24c256 at 100 kHz attached
+// with cache. The first cat of the cell costs bus transfers, the next ones
+// none; a write through nvmem over the cell's bytes makes the next cat
+// fetch again (and show the new bytes), a write elsewhere does not; a
+// write through the cell drops nvmem's pages. In every mode: the device
+// asks for cache itself.
+func TestCachedCellAt24(t *testing.T) {
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		t.Skip("no cat")
+	}
+	m := mountTest(t)
+	c, _ := at24.LookupChip("24c256")
+	bus := at24test.MustNew(at24test.Config{Name: "sim-ee", Size: c.Size, AddrBytes: c.AddrBytes, Addresses: c.Addresses, PageSize: c.PageSize, Speed: 100_000})
+	p, err := at24.Open(bus, 0x50, at24.Options{Chip: "24c256", PageSize: c.PageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus.SetBytes(0x100, []byte("SN-000042"))
+	if _, err := m.reg.Register(nvcore.Config{Name: "ee", Type: nvcore.TypeEEPROM, Cache: true,
+		Cells: []nvcore.CellInfo{{Name: "serial-number", Offset: 0x100, Bytes: 9}}}, p); err != nil {
+		p.Close()
+		t.Fatal(err)
+	}
+	cell := m.path("ee", "cells", "serial-number@100,0")
+	catCell := func(want string) int {
+		t.Helper()
+		before := bus.Stats().Transfers
+		out, err := exec.Command(cat, cell).Output()
+		if err != nil || string(out) != want {
+			t.Fatalf("cat %s: %q, %v; want %q", cell, out, err, want)
+		}
+		return bus.Stats().Transfers - before
+	}
+	if n := catCell("SN-000042"); n == 0 {
+		t.Errorf("first cat: no bus transfer")
+	} else {
+		t.Logf("first cat: %d bus transfers", n)
+	}
+	for i := range 3 {
+		if n := catCell("SN-000042"); n != 0 {
+			t.Errorf("cat %d of a cached cell: %d bus transfers, want 0", i+2, n)
+		}
+	}
+
+	// A write elsewhere leaves the cell's pages alone.
+	fd := openFile(t, m.path("ee", "nvmem"), syscall.O_RDWR)
+	if _, err := syscall.Pwrite(fd, []byte("elsewhere"), 0x2000); err != nil {
+		t.Fatal(err)
+	}
+	if n := catCell("SN-000042"); n != 0 {
+		t.Errorf("cat after a write to other bytes: %d bus transfers, want 0", n)
+	}
+	// A write over the cell's bytes: the next cat fetches them.
+	if _, err := syscall.Pwrite(fd, []byte("SN-777"), 0x100); err != nil {
+		t.Fatal(err)
+	}
+	if n := catCell("SN-777042"); n == 0 {
+		t.Errorf("cat after a write over the cell: no bus transfer, so not fetched again")
+	}
+	if n := catCell("SN-777042"); n != 0 {
+		t.Errorf("cat after the fetch: %d bus transfers, want 0", n)
+	}
+	// A write through the cell: nvmem's pages holding it are dropped.
+	buf := make([]byte, 9)
+	syscall.Pread(fd, buf, 0x100)
+	if err := os.WriteFile(cell, []byte("SN-123456"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syscall.Pread(fd, buf, 0x100); err != nil || string(buf) != "SN-123456" {
+		t.Errorf("nvmem after a write through the cell: %q, %v", buf, err)
+	}
+	if string(bus.Bytes()[0x100:0x109]) != "SN-123456" {
+		t.Errorf("the chip holds %q", bus.Bytes()[0x100:0x109])
+	}
+}
+
+// TestCacheExternalChanges: a cached device does not notice content
+// changed outside nvmemfs, for each provider whose content can change so
+// (docs/CLI.md): a file image written by another program, an I2C chip
+// written by another bus master. (The sysfs mirror: TestSysfsMirror.)
+// The pages stay until something drops them (here POSIX_FADV_DONTNEED, as
+// memory pressure would); then the new bytes show.
+func TestCacheExternalChanges(t *testing.T) {
+	m := mountTest(t)
+	img := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(img, pattern(4096, 5), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := file.Open(file.Options{Path: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.reg.Register(nvcore.Config{Name: "img", Cache: true}, fp); err != nil {
+		fp.Close()
+		t.Fatal(err)
+	}
+	c, _ := at24.LookupChip("24c02")
+	bus := at24test.MustNew(at24test.Config{Name: "sim-x", Size: c.Size, AddrBytes: c.AddrBytes, Addresses: c.Addresses, PageSize: c.PageSize})
+	ap, err := at24.Open(bus, 0x50, at24.Options{Chip: "24c02"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.reg.Register(nvcore.Config{Name: "chip", Cache: true}, ap); err != nil {
+		ap.Close()
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dev    string
+		change func()
+	}{
+		{"img", func() {
+			f, err := os.OpenFile(img, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte("outside"), 16)
+			f.Close()
+		}},
+		{"chip", func() { bus.SetBytes(16, []byte("outside")) }},
+	} {
+		p := m.path(tc.dev, "nvmem")
+		before, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.change()
+		if got, _ := os.ReadFile(p); !bytes.Equal(got, before) {
+			t.Errorf("%s: a change outside nvmemfs showed at once; the docs say it is not noticed", tc.dev)
+		}
+		dropPageCache(t, p)
+		if got, _ := os.ReadFile(p); string(got[16:23]) != "outside" {
+			t.Errorf("%s: after the pages were dropped: %q, want the new bytes", tc.dev, got[16:23])
+		}
 	}
 }
