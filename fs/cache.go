@@ -98,25 +98,24 @@ func invalidate(inodes []*gofs.Inode) {
 // returns bytes older than a write that returned — when waiting cannot
 // hang: the drop waits for the locked pages of the writes and reads in
 // flight, and a write holds its own file's pages locked until it returns.
-// So the handler waits only if its notification is the first in an idle
-// queue and no other write of the device is in its handler (the other
-// writes, seeing it, do not wait, and so release their pages), and never
-// for its own file, whose pages the kernel has written through already; a
-// write that does not wait has its pages dropped a moment later.
+// So the handler waits only if its notification is the first in the
+// device's queue (none posted earlier can be waiting for its pages) and no
+// other write of the device is in its handler (the other writes, seeing
+// it, do not wait, and so release their pages), and never for its own
+// file, whose pages the kernel has written through already (ownPages asks
+// for them to be dropped too, after, for a bit field that reads back
+// masked); a write that does not wait has the pages dropped a moment
+// later.
 func (df *devFiles) written(self *gofs.Inode, off, n int64, ownPages bool) {
 	if !df.dev.Cached() || n <= 0 {
 		return
 	}
 	others := df.overlapping(self, off, n)
 	if len(others) > 0 {
-		done := make(chan struct{})
-		idle := df.fs.postIdle(df.dev, func() {
-			defer close(done)
-			invalidate(others)
-		})
+		done, first := df.fs.postFirst(df.dev, func() { invalidate(others) })
 		// A removal posted after the device was marked gone; a device
 		// not gone now has none ahead of this notification.
-		if idle && df.writes.Load() == 1 && !df.dev.Gone() {
+		if first && df.writes.Load() == 1 && !df.dev.Gone() {
 			<-done
 		}
 	}

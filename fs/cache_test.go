@@ -2,10 +2,15 @@ package fs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -225,6 +230,120 @@ func TestCacheExternalChanges(t *testing.T) {
 		dropPageCache(t, p)
 		if got, _ := os.ReadFile(p); string(got[16:23]) != "outside" {
 			t.Errorf("%s: after the pages were dropped: %q, want the new bytes", tc.dev, got[16:23])
+		}
+	}
+}
+
+// TestCachedReadersAcrossDetach: readers hold descriptors on the cached
+// pages of nvmem and of cells and read in a loop while a writer writes a
+// counter through nvmem and through a cell, and the device is detached.
+// Every read returns a counter no older than the last write that returned
+// before the read began, or ENODEV; once the detach has returned, every
+// read and write through the old descriptors is ENODEV and a fresh lookup
+// ENOENT. NVMEMFS_CACHE_STRESS=N runs N rounds (default 10).
+func TestCachedReadersAcrossDetach(t *testing.T) {
+	rounds := 10
+	if v, err := strconv.Atoi(os.Getenv("NVMEMFS_CACHE_STRESS")); err == nil && v > 0 {
+		rounds = v
+	}
+	m := mountTest(t)
+	for round := range rounds {
+		name := fmt.Sprintf("s%d", round%4)
+		d, _ := m.attach(t, nvcore.Config{Name: name, Cells: []nvcore.CellInfo{
+			{Name: "counter", Offset: 0x100, Bytes: 4}, {Name: "wide", Offset: 0xf0, Bytes: 64}}}, make([]byte, 8192))
+		nvmem := openFile(t, m.path(name, "nvmem"), syscall.O_RDWR)
+		cellPath := m.path(name, "cells", "counter@100,0")
+		cell := openFile(t, cellPath, syscall.O_RDWR)
+		wide := openFile(t, m.path(name, "cells", "wide@f0,0"), syscall.O_RDONLY)
+
+		var returned atomic.Uint32 // the last counter whose write returned
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		errs := make(chan string, 16)
+		report := func(s string) {
+			select {
+			case errs <- s:
+			default:
+			}
+		}
+		read := func(fd int, off int64, at int) {
+			defer wg.Done()
+			buf := make([]byte, at+4)
+			gone := false
+			for !stop.Load() {
+				floor := returned.Load()
+				n, err := syscall.Pread(fd, buf, off)
+				switch {
+				case errnoOf(err) == syscall.ENODEV:
+					gone = true
+				case err != nil || n != len(buf):
+					report(fmt.Sprintf("read at %#x: %d, %v", off, n, err))
+					return
+				case gone:
+					report(fmt.Sprintf("read at %#x: bytes after ENODEV", off))
+					return
+				default:
+					if v := binary.LittleEndian.Uint32(buf[at:]); v < floor {
+						report(fmt.Sprintf("read at %#x: counter %d, older than the write of %d that returned before it", off, v, floor))
+						return
+					}
+				}
+			}
+		}
+		wg.Add(3)
+		go read(nvmem, 0x100, 0)
+		go read(cell, 0, 0)
+		go read(wide, 0, 0x10)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := make([]byte, 4)
+			for v := uint32(1); !stop.Load(); v++ {
+				binary.LittleEndian.PutUint32(b, v)
+				var err error
+				if v%2 == 0 {
+					_, err = syscall.Pwrite(nvmem, b, 0x100)
+				} else {
+					_, err = syscall.Pwrite(cell, b, 0)
+				}
+				if err != nil {
+					if errnoOf(err) != syscall.ENODEV {
+						report(fmt.Sprintf("write %d: %v", v, err))
+					}
+					return
+				}
+				returned.Store(v)
+			}
+		}()
+		time.Sleep(time.Duration(5+round%20) * time.Millisecond)
+		if err := m.reg.Remove(d); err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range []int{nvmem, cell, wide} {
+			if _, err := syscall.Pread(fd, make([]byte, 4), 0); errnoOf(err) != syscall.ENODEV {
+				t.Errorf("round %d: read after the detach returned: %v, want ENODEV", round, err)
+			}
+		}
+		if _, err := syscall.Pwrite(nvmem, []byte{1}, 0x100); errnoOf(err) != syscall.ENODEV {
+			t.Errorf("round %d: write after the detach returned: %v, want ENODEV", round, err)
+		}
+		if _, err := os.Stat(cellPath); errnoOf(err) != syscall.ENOENT {
+			t.Errorf("round %d: lookup after the detach: %v, want ENOENT", round, err)
+		}
+		stop.Store(true)
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: readers or writer stuck after the detach\n%s", round, stackDump())
+		}
+		close(errs)
+		for e := range errs {
+			t.Errorf("round %d (mode %s): %s", round, mode.name, e)
+		}
+		if t.Failed() {
+			return
 		}
 	}
 }

@@ -63,8 +63,15 @@ type FS struct {
 
 // notifyQueue is one device's notifications, in the order they were posted.
 type notifyQueue struct {
-	fns     []func()
-	running bool // a goroutine is draining the queue
+	fns     []queued
+	current *queued // the one running, nil between two
+	running bool    // a goroutine is draining the queue
+}
+
+// queued is a notification, and what to close once it has run (or nil).
+type queued struct {
+	fn   func()
+	done chan struct{}
 }
 
 // entryTimeout lets the kernel cache names and attributes briefly; removal
@@ -208,15 +215,26 @@ func (f *FS) stopNotifier() {
 // blocking: it may be called inside a FUSE handler, where waiting (for a
 // notify, which may wait for the kernel, which may wait for that handler)
 // would hang. Once the mount is gone, fn runs on a goroutine of its own.
-func (f *FS) post(d *nvcore.Device, fn func()) { f.postIdle(d, fn) }
+func (f *FS) post(d *nvcore.Device, fn func()) { f.postQueued(d, queued{fn: fn}) }
 
-// postIdle is post, and says whether d's queue was idle: nothing queued
-// and nothing running, so that fn runs first.
-func (f *FS) postIdle(d *nvcore.Device, fn func()) (idle bool) {
+// postFirst is post, and returns a channel closed once fn has run, and
+// whether fn is the first of d's queue: nothing queued or running before
+// it, so that fn waits for nothing posted earlier.
+func (f *FS) postFirst(d *nvcore.Device, fn func()) (done <-chan struct{}, first bool) {
+	ch := make(chan struct{})
+	return ch, f.postQueued(d, queued{fn: fn, done: ch})
+}
+
+func (f *FS) postQueued(d *nvcore.Device, e queued) (first bool) {
 	f.postMu.Lock()
 	defer f.postMu.Unlock()
 	if f.stopped {
-		go fn()
+		go func() {
+			e.fn()
+			if e.done != nil {
+				close(e.done)
+			}
+		}()
 		return false
 	}
 	q := f.queues[d]
@@ -224,14 +242,14 @@ func (f *FS) postIdle(d *nvcore.Device, fn func()) (idle bool) {
 		q = &notifyQueue{}
 		f.queues[d] = q
 	}
-	q.fns = append(q.fns, fn)
+	first = len(q.fns) == 0 && q.current == nil
+	q.fns = append(q.fns, e)
 	if !q.running {
 		q.running = true
 		f.draining.Add(1)
 		go f.drain(d, q)
-		return true
 	}
-	return false
+	return first
 }
 
 // drain runs d's queue until it is empty, then forgets it.
@@ -239,17 +257,24 @@ func (f *FS) drain(d *nvcore.Device, q *notifyQueue) {
 	defer f.draining.Done()
 	for {
 		f.postMu.Lock()
+		// Closed under the lock, with current cleared: whoever the
+		// notification released finds it over when it posts again.
+		if q.current != nil && q.current.done != nil {
+			close(q.current.done)
+		}
+		q.current = nil
 		if len(q.fns) == 0 {
 			q.running = false
 			delete(f.queues, d)
 			f.postMu.Unlock()
 			return
 		}
-		fn := q.fns[0]
-		q.fns[0] = nil
+		e := q.fns[0]
+		q.fns[0] = queued{}
 		q.fns = q.fns[1:]
+		q.current = &e
 		f.postMu.Unlock()
-		fn()
+		e.fn()
 	}
 }
 

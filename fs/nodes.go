@@ -322,7 +322,10 @@ func (c *cellFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 	if off >= int64(len(v)) {
 		return fuse.ReadResultData(nil), 0
 	}
-	return fuse.ReadResultData(v[off:]), 0
+	// No more than asked: the kernel refuses a longer reply to a direct
+	// I/O read, and the reader would get EIO.
+	v = v[off:]
+	return fuse.ReadResultData(v[:min(len(v), len(dest))]), 0
 }
 
 // Write replaces the whole cell: the write must start at 0 and cover it.
@@ -344,9 +347,10 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if err := c.cell.Write(data); err != nil {
 		return 0, toErrno(err)
 	}
-	// The cell's own pages too: the kernel wrote the bytes given, and a
-	// bit field reads back masked.
-	c.files.written(&c.Inode, c.cell.Offset(), int64(c.cell.Info().Bytes), true)
+	// The kernel wrote the bytes given into the cell's own pages, which
+	// is what the cell reads back, except for a bit field (masked).
+	info := c.cell.Info()
+	c.files.written(&c.Inode, info.Offset, int64(info.Bytes), info.NBits != 0)
 	return uint32(len(data)), 0
 }
 
