@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"log/slog"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -82,10 +83,12 @@ func (df *devFiles) checkAccess(acc, mode uint32) syscall.Errno {
 
 // invalidate drops the kernel's cached pages and attributes of each inode.
 // It runs on the device's queue only. ENOENT means the kernel has no such
-// inode cached: nothing to drop.
+// inode cached: nothing to drop; EBADF, that the mount is gone.
 func invalidate(inodes []*gofs.Inode) {
 	for _, in := range inodes {
-		in.NotifyContent(0, 0)
+		if errno := in.NotifyContent(0, 0); errno != 0 && errno != syscall.ENOENT && errno != syscall.EBADF {
+			slog.Warn("drop cached pages", "inode", in.StableAttr().Ino, "err", errno)
+		}
 	}
 }
 
