@@ -55,10 +55,14 @@ func (df *devFiles) open(content bool) (gofs.FileHandle, uint32, syscall.Errno) 
 		// with FOPEN_KEEP_CACHE.
 		return nil, 0, syscall.ENOSYS
 	}
-	if content && df.dev.Cached() {
-		return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	noflush := uint32(fuse.FOPEN_NOFLUSH)
+	if df.fs.flush {
+		noflush = 0
 	}
-	return nil, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+	if content && df.dev.Cached() {
+		return nil, fuse.FOPEN_KEEP_CACHE | noflush, 0
+	}
+	return nil, fuse.FOPEN_DIRECT_IO | noflush, 0
 }
 
 // flush answers FLUSH, which the kernel sends only when no open told it
