@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -379,5 +380,84 @@ func TestCachedReadersAcrossDetach(t *testing.T) {
 		if t.Failed() {
 			return
 		}
+	}
+}
+
+// TestCloseReportsNothing: close(2) returns 0 whatever the writes before it
+// did, in every mode: a write's error is that write's (kernfs has no
+// flush; nvmemfs opens with FOPEN_NOFLUSH, or with --cache-all answers the
+// one FLUSH with ENOSYS, which the kernel turns into success).
+func TestCloseReportsNothing(t *testing.T) {
+	m := mountTest(t)
+	m.attach(t, nvcore.Config{Name: "c", Cells: []nvcore.CellInfo{{Name: "id", Offset: 4, Bytes: 4}}}, pattern(64, 1))
+	for _, tc := range []struct {
+		path  string
+		data  []byte
+		off   int64
+		errno syscall.Errno
+	}{
+		{m.path("c", "nvmem"), []byte("ok"), 0, 0},
+		{m.path("c", "nvmem"), []byte("x"), 64, syscall.EFBIG},
+		{m.path("c", "cells", "id@4,0"), []byte("abcd"), 0, 0},
+		{m.path("c", "cells", "id@4,0"), []byte("ab"), 0, syscall.EINVAL},
+		{m.path("c", "force_ro"), []byte("maybe"), 0, syscall.EINVAL},
+		{m.path("c", "force_ro"), []byte("0"), 0, 0},
+	} {
+		fd, err := syscall.Open(tc.path, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = syscall.Pwrite(fd, tc.data, tc.off)
+		if errnoOf(err) != tc.errno {
+			t.Errorf("write %q at %d to %s: %v, want errno %d", tc.data, tc.off, tc.path, err, tc.errno)
+		}
+		if err := syscall.Close(fd); err != nil {
+			t.Errorf("close of %s after a write (%v): %v, want 0", tc.path, tc.errno, err)
+		}
+	}
+}
+
+// TestCacheAllRefusesUncacheable: a CacheAll mount caches every device, so
+// it refuses, with the reason, one the page cache would serve wrongly; and
+// it refuses to mount a registry holding a device attached without cache.
+func TestCacheAllRefusesUncacheable(t *testing.T) {
+	requireFUSE(t)
+	reg := nvcore.NewRegistry()
+	if _, err := reg.Register(nvcore.Config{Name: "plain"}, nvcoretest.NewMemory(make([]byte, 64))); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := Mount(t.TempDir(), reg, Options{CacheAll: true}); err == nil {
+		f.Unmount()
+		t.Fatal("CacheAll mounted a registry with an uncached device")
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	reg.RemoveAll()
+
+	reg = nvcore.NewRegistry()
+	dir := t.TempDir()
+	f, err := Mount(dir, reg, Options{CacheAll: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		reg.RemoveAll()
+		f.Unmount()
+	})
+	for _, cfg := range []nvcore.Config{
+		{Name: "words", WordSize: 4, Stride: 4},
+		{Name: "keepouts", Keepouts: []nvcore.Keepout{{Start: 8, End: 16, Fill: 0xff}}},
+	} {
+		_, err := reg.Register(cfg, nvcoretest.NewMemory(make([]byte, 64)))
+		if !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "every device of this mount is cached") {
+			t.Errorf("%s: %v, want ErrInvalid saying every device is cached", cfg.Name, err)
+		}
+	}
+	d, err := reg.Register(nvcore.Config{Name: "ok"}, nvcoretest.NewMemory(make([]byte, 64)))
+	if err != nil || !d.Cached() {
+		t.Fatalf("a plain device under CacheAll: %v, cached %v", err, d != nil && d.Cached())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ok", "nvmem")); err != nil {
+		t.Error(err)
 	}
 }
