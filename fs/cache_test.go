@@ -241,25 +241,16 @@ func TestCacheExternalChanges(t *testing.T) {
 // Every read returns a counter no older than the last write that returned
 // before the read began, or ENODEV; once the detach has returned, every
 // read and write through the old descriptors is ENODEV and a fresh lookup
-// ENOENT. NVMEMFS_CACHE_STRESS=N runs N rounds (default 10).
+// ENOENT. A write that returns once the detach has begun does not count:
+// it does not wait for the other files' pages (the removal's notifications
+// are ahead of it, and would wait for its own file), and until the
+// removal drops them a read may show the bytes before it (docs/CLI.md).
+// NVMEMFS_CACHE_STRESS=N runs N rounds (default 10).
 func TestCachedReadersAcrossDetach(t *testing.T) {
 	rounds := 10
 	if v, err := strconv.Atoi(os.Getenv("NVMEMFS_CACHE_STRESS")); err == nil && v > 0 {
 		rounds = v
 	}
-	// In a cached mode, on Linux 6.18, about one round in 300 had a read
-	// of a cached cell return the counter before the last write that
-	// returned, though that write had waited for the kernel to drop the
-	// cell's pages (FUSE_NOTIFY_INVAL_INODE returned; checked by logging).
-	// Until that is understood such reads are counted and logged there,
-	// not failed, unless NVMEMFS_CACHE_STRICT=1.
-	strictStale := os.Getenv("NVMEMFS_CACHE_STRICT") != ""
-	var stale atomic.Int64
-	defer func() {
-		if n := stale.Load(); n > 0 {
-			t.Logf("mode %s: %d reads older than a write that returned (see the comment)", mode.name, n)
-		}
-	}()
 	m := mountTest(t)
 	for round := range rounds {
 		name := fmt.Sprintf("s%d", round%4)
@@ -270,7 +261,8 @@ func TestCachedReadersAcrossDetach(t *testing.T) {
 		cell := openFile(t, cellPath, syscall.O_RDWR)
 		wide := openFile(t, m.path(name, "cells", "wide@f0,0"), syscall.O_RDONLY)
 
-		var returned atomic.Uint32 // the last counter whose write returned
+		var returned atomic.Uint32 // the last counter whose write returned before the detach began
+		var detaching atomic.Bool
 		var stop atomic.Bool
 		var wg sync.WaitGroup
 		errs := make(chan string, 16)
@@ -298,13 +290,7 @@ func TestCachedReadersAcrossDetach(t *testing.T) {
 					return
 				default:
 					if v := binary.LittleEndian.Uint32(buf[at:]); v < floor {
-						msg := fmt.Sprintf("read of %s: counter %d, older than the write of %d that returned before it", what, v, floor)
-						if mode.cached && !strictStale {
-							stale.Add(1)
-							t.Log(msg)
-							continue
-						}
-						report(msg)
+						report(fmt.Sprintf("read of %s: counter %d, older than the write of %d that returned before it", what, v, floor))
 						return
 					}
 				}
@@ -347,10 +333,13 @@ func TestCachedReadersAcrossDetach(t *testing.T) {
 					}
 					return
 				}
-				returned.Store(v)
+				if !detaching.Load() {
+					returned.Store(v)
+				}
 			}
 		}()
 		time.Sleep(time.Duration(5+round%20) * time.Millisecond)
+		detaching.Store(true)
 		if err := m.reg.Remove(d); err != nil {
 			t.Fatal(err)
 		}
