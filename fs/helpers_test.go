@@ -77,15 +77,6 @@ func cacheable(cfg nvcore.Config) bool {
 	return cfg.WordSize <= 1 && cfg.Stride <= 1 && len(cfg.Keepouts) == 0
 }
 
-// needDirectIO skips the rest of a test in a mode that caches its device:
-// the test is about something that only direct I/O shows, and says what.
-func needDirectIO(t testing.TB, why string) {
-	t.Helper()
-	if mode.cached {
-		t.Skipf("mode %s: %s", mode.name, why)
-	}
-}
-
 // mounted is a test mount of a registry.
 type mounted struct {
 	dir string
