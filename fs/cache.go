@@ -90,9 +90,15 @@ func (df *devFiles) checkAccess(acc, mode uint32) syscall.Errno {
 // inode cached: nothing to drop; EBADF, that the mount is gone.
 func invalidate(inodes []*gofs.Inode) {
 	for _, in := range inodes {
-		if errno := in.NotifyContent(0, 0); errno != 0 && errno != syscall.ENOENT && errno != syscall.EBADF {
-			slog.Warn("drop cached pages", "inode", in.StableAttr().Ino, "err", errno)
-		}
+		notifyContent(in, 0, 0)
+	}
+}
+
+// notifyContent drops the kernel's cached pages of in that hold [off,
+// off+n) (all of them for n 0), and its attributes.
+func notifyContent(in *gofs.Inode, off, n int64) {
+	if errno := in.NotifyContent(off, n); errno != 0 && errno != syscall.ENOENT && errno != syscall.EBADF {
+		slog.Warn("drop cached pages", "inode", in.StableAttr().Ino, "err", errno)
 	}
 }
 
@@ -119,7 +125,19 @@ func (df *devFiles) written(self *gofs.Inode, off, n int64, ownPages bool) {
 	}
 	others := df.overlapping(self, off, n)
 	if len(others) > 0 {
-		done, first := df.fs.postFirst(df.dev, func() { invalidate(others) })
+		nvmem := df.dir.GetChild("nvmem")
+		done, first := df.fs.postFirst(df.dev, func() {
+			for _, in := range others {
+				// Of nvmem only the pages that hold the bytes written:
+				// a cell write must not empty the cache of a large
+				// device. A cell is a page or a few: all of it.
+				o, l := int64(0), int64(0)
+				if in == nvmem {
+					o, l = off, n
+				}
+				notifyContent(in, o, l)
+			}
+		})
 		// A removal posted after the device was marked gone; a device
 		// not gone now has none ahead of this notification.
 		if first && df.writes.Load() == 1 && !df.dev.Gone() {

@@ -161,11 +161,18 @@ func TestCachedCellAt24(t *testing.T) {
 	if n := catCell("SN-777042"); n != 0 {
 		t.Errorf("cat after the fetch: %d bus transfers, want 0", n)
 	}
-	// A write through the cell: nvmem's pages holding it are dropped.
+	// A write through the cell: nvmem's page holding it is dropped, and
+	// only that one.
 	buf := make([]byte, 9)
 	syscall.Pread(fd, buf, 0x100)
+	far := make([]byte, 4096)
+	syscall.Pread(fd, far, 0x4000)
 	if err := os.WriteFile(cell, []byte("SN-123456"), 0); err != nil {
 		t.Fatal(err)
+	}
+	before := bus.Stats().Transfers
+	if _, err := syscall.Pread(fd, far, 0x4000); err != nil || bus.Stats().Transfers != before {
+		t.Errorf("nvmem far from the cell after a write through the cell: %v, %d bus transfers, want 0", err, bus.Stats().Transfers-before)
 	}
 	if _, err := syscall.Pread(fd, buf, 0x100); err != nil || string(buf) != "SN-123456" {
 		t.Errorf("nvmem after a write through the cell: %q, %v", buf, err)
