@@ -139,6 +139,14 @@ func (t *target) open(write bool) (*os.File, int64, error) {
 		f.Close()
 		return nil, 0, err
 	}
+	// On a --cache-all mount no open reaches the server, so a write-open
+	// of a read-only file succeeds for root and only the first write would
+	// refuse it: refuse it here, before anything is read or written, as
+	// the open does elsewhere.
+	if write && !t.image && fi.Mode().Perm()&0o222 == 0 {
+		f.Close()
+		return nil, 0, t.explainRefusal(os.ErrPermission)
+	}
 	return f, fi.Size(), nil
 }
 

@@ -38,6 +38,29 @@ import (
 //go:embed testdata/demo
 var demoFiles embed.FS
 
+// cacheAllHelp is what `mount --help` says of --cache-all (docs/CLI.md
+// says the same at length).
+const cacheAllHelp = `--cache-all: every device is attached as with the option cache, and the kernel
+keeps every file (nvmem, cells, type, force_ro) in its page cache; no open,
+flush or release reaches the server, so opening, reading and closing a file
+already read costs no round trip. What changes for a user:
+  - a device that cannot be cached is refused at attach (word-size or stride
+    above 1; a writable device with keepouts);
+  - what sysfs refuses at open (EACCES for a write-open of a read-only file,
+    for root too; ENODEV for a removed device's cached name) is refused by the
+    first read or write instead; the mode is checked on each read and write
+    that reaches the server, not only at open;
+  - a write through nvmemfs updates or drops the pages of every file holding
+    those bytes before it returns (two writes to one device at once: a moment
+    after); force_ro reads the text written until a moment after the write;
+  - content changed outside nvmemfs (another program writing a file image,
+    the kernel's device behind a sysfs mirror, an I2C chip written by another
+    host) is not noticed: cached pages stay until a write through nvmemfs,
+    a detach, or memory pressure drops them;
+  - a removal is unchanged: once detach returns, earlier descriptors get
+    ENODEV on read and write, cached pages included, and a fresh lookup ENOENT;
+  - mmap with MAP_SHARED maps (the page cache backs every file).`
+
 // readyFDEnv names the descriptor on which a server started in the
 // background reports "ok" or its error to the command that started it.
 const readyFDEnv = "NVMEMFS_READY_FD"
@@ -64,9 +87,10 @@ func newApp() *cli.App {
 		DisableSliceFlagSeparator: true,
 		Commands: append([]*cli.Command{
 			{
-				Name:      "mount",
-				Usage:     "mount nvmemfs and attach devices; returns once the mount is ready",
-				ArgsUsage: "MOUNTPOINT",
+				Name:        "mount",
+				Usage:       "mount nvmemfs and attach devices; returns once the mount is ready",
+				ArgsUsage:   "MOUNTPOINT",
+				Description: cacheAllHelp,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "serve in this process instead of the background"},
 					&cli.BoolFlag{Name: "allow-other", Usage: allowOtherHelp},
@@ -78,6 +102,7 @@ func newApp() *cli.App {
 					&cli.BoolFlag{Name: "keep-going", Usage: "log a device that cannot be attached (or a missing --config) and go on"},
 					&cli.StringFlag{Name: "log", Usage: "append the server's log to `FILE`"},
 					&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
+					&cli.BoolFlag{Name: "cache-all", Usage: "serve every file from the page cache, with no open or close round trip (see below)"},
 				},
 				Action: mountCmd,
 			},
@@ -279,7 +304,7 @@ func serve(c *cli.Context, mnt string) (err error) {
 		return err
 	}
 	allowOther := c.Bool("allow-other")
-	fsys, err = fs.Mount(mnt, reg, fs.Options{AllowOther: allowOther, Debug: c.Bool("debug")})
+	fsys, err = fs.Mount(mnt, reg, fs.Options{AllowOther: allowOther, Debug: c.Bool("debug"), CacheAll: c.Bool("cache-all")})
 	if err != nil {
 		return err
 	}

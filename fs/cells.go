@@ -108,9 +108,8 @@ func (n *deviceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 // cellsDir is <mnt>/<dev>/cells.
 type cellsDir struct {
 	dirNode
-	dev *nvcore.Device
-	// written is called after a write through a cell file succeeds.
-	written func()
+	dev   *nvcore.Device
+	files *devFiles
 
 	mu    sync.Mutex
 	cells map[*nvcore.Cell]*cellEntry
@@ -129,8 +128,8 @@ var (
 	_ gofs.NodeReaddirer = (*cellsDir)(nil)
 )
 
-func newCellsDir(d *nvcore.Device, born time.Time, written func()) *cellsDir {
-	return &cellsDir{dirNode: dirNode{meta: meta{own: deviceOwner(d)}, born: born}, dev: d, written: written, cells: map[*nvcore.Cell]*cellEntry{}}
+func newCellsDir(d *nvcore.Device, born time.Time, files *devFiles) *cellsDir {
+	return &cellsDir{dirNode: dirNode{meta: meta{own: deviceOwner(d)}, born: born}, dev: d, files: files, cells: map[*nvcore.Cell]*cellEntry{}}
 }
 
 // refresh brings the device's cells up to what the content holds now.
@@ -172,7 +171,7 @@ func (n *cellsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, syscall.ENOENT
 	}
 	e := n.entry(c)
-	f := &cellFile{meta: e.meta, cell: c, mode: c.Mode(), born: n.born, written: n.written}
+	f := &cellFile{meta: e.meta, cell: c, mode: c.Mode(), born: n.born, files: n.files}
 	fileAttr(&out.Attr, e.meta, f.mode, int64(c.Size()), n.born)
 	return n.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: e.ino}), 0
 }
@@ -204,6 +203,13 @@ func (f *FS) cellLeft(d *nvcore.Device, c *nvcore.Cell) {
 			return
 		}
 		cellsIn.Operations().(*cellsDir).forget(c)
+		// A descriptor still open on the cell must get ENODEV, not the
+		// pages it cached.
+		if in := cellsIn.GetChild(c.FileName()); in != nil && d.Cached() {
+			if cf, ok := in.Operations().(*cellFile); ok && cf.cell == c {
+				in.NotifyContent(0, 0)
+			}
+		}
 		// ENOENT: the kernel had not cached the name. Nothing to drop.
 		cellsIn.NotifyEntry(c.FileName())
 		if d.NumCells() == 0 {

@@ -3,6 +3,7 @@ package fs
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nvmemfs/nvmemfs/nvcore"
 	"github.com/nvmemfs/nvmemfs/nvcore/nvcoretest"
@@ -26,6 +29,52 @@ func requireFUSE(t testing.TB) {
 		}
 		t.Skipf("no /dev/fuse: %v", err)
 	}
+}
+
+// testMode is one way the mount can serve its files. The mount tests run
+// once in each (TestMain), as rclone's vfstest runs one suite against
+// every cache mode; where an assertion must differ in a mode, the test
+// says which and why (mode.cached, mode.cacheAll).
+type testMode struct {
+	name string
+	// cached: the devices the tests attach through m.attach are cached
+	// where they can be (word size and stride 1, no keepouts).
+	cached bool
+	// cacheAll: the mount is Options.CacheAll (every device cached).
+	cacheAll bool
+}
+
+var modes = []testMode{
+	{name: "default"},
+	{name: "cache", cached: true},
+	{name: "cache-all", cached: true, cacheAll: true},
+}
+
+// mode is the mode of the run in progress.
+var mode = modes[0]
+
+// TestMain runs every test once in each mode; NVMEMFS_FS_MODES (a
+// comma-separated list of names) picks some.
+func TestMain(m *testing.M) {
+	want := os.Getenv("NVMEMFS_FS_MODES")
+	code := 0
+	for _, md := range modes {
+		if want != "" && !strings.Contains(","+want+",", ","+md.name+",") {
+			continue
+		}
+		mode = md
+		fmt.Printf("=== mode %s\n", md.name)
+		if c := m.Run(); c != 0 {
+			fmt.Printf("=== mode %s failed\n", md.name)
+			code = c
+		}
+	}
+	os.Exit(code)
+}
+
+// cacheable says whether a device configured as cfg can be cached.
+func cacheable(cfg nvcore.Config) bool {
+	return cfg.WordSize <= 1 && cfg.Stride <= 1 && len(cfg.Keepouts) == 0
 }
 
 // mounted is a test mount of a registry.
@@ -45,7 +94,7 @@ func mountTest(t testing.TB) *mounted {
 	reg := nvcore.NewRegistry()
 	var mu sync.Mutex
 	var panics []any
-	f, err := Mount(dir, reg, Options{OnPanic: func(v any) {
+	f, err := Mount(dir, reg, Options{CacheAll: mode.cacheAll, OnPanic: func(v any) {
 		mu.Lock()
 		panics = append(panics, v)
 		mu.Unlock()
@@ -91,6 +140,13 @@ func isMounted(dir string) bool {
 // attach registers a Memory provider holding data.
 func (m *mounted) attach(t testing.TB, cfg nvcore.Config, data []byte) (*nvcore.Device, *nvcoretest.Memory) {
 	t.Helper()
+	if mode.cached && cacheable(cfg) {
+		cfg.Cache = true
+	}
+	if mode.cacheAll && !cacheable(cfg) {
+		// The registry refuses it (TestCacheAllRefusesUncacheable).
+		t.Skipf("mode %s: a device with a word size, a stride or keepouts cannot be cached, so not attached", mode.name)
+	}
 	mem := nvcoretest.NewMemory(data)
 	d, err := m.reg.Register(cfg, mem)
 	if err != nil {
@@ -153,4 +209,55 @@ func settledGoroutines(want int) int {
 func stackDump() string {
 	buf := make([]byte, 1<<20)
 	return string(buf[:runtime.Stack(buf, true)])
+}
+
+// openOrFirstIO opens path with flags and closes it, and returns the
+// open's error. In cache-all mode no open reaches nvmemfs, so what sysfs
+// refuses at open is refused by the first read or write instead: the open
+// must succeed, and that call's error is returned (a 1-byte read for
+// O_RDONLY, a 1-byte write at 0 otherwise; use it only where a refusal is
+// expected).
+func openOrFirstIO(path string, flags int) error {
+	fd, err := syscall.Open(path, flags|syscall.O_CLOEXEC, 0)
+	if err != nil || !mode.cacheAll {
+		if err == nil {
+			syscall.Close(fd)
+		}
+		return err
+	}
+	defer syscall.Close(fd)
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		_, err = syscall.Pread(fd, make([]byte, 1), 0)
+	} else {
+		_, err = syscall.Pwrite(fd, []byte{0}, 0)
+	}
+	if err == nil {
+		return fmt.Errorf("cache-all: open and first I/O both succeeded")
+	}
+	return err
+}
+
+// dropPageCache drops the kernel's cached pages of path, as memory
+// pressure would (POSIX_FADV_DONTNEED), so that the next read reaches
+// nvmemfs.
+func dropPageCache(t testing.TB, path string) {
+	t.Helper()
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("drop the page cache of %s: %v", path, err)
+	}
+	defer syscall.Close(fd)
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatalf("drop the page cache of %s: %v", path, err)
+	}
+}
+
+// pageCached says whether the kernel keeps a file of a device attached
+// through m.attach in its page cache in this mode: every file in
+// cache-all, nvmem and the cells in cache.
+func pageCached(path string) bool {
+	if mode.cacheAll {
+		return true
+	}
+	return mode.cached && (strings.HasSuffix(path, "/nvmem") || strings.Contains(path, "/cells/"))
 }

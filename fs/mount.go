@@ -28,6 +28,15 @@ type Options struct {
 	// OnPanic, if set, is told of a panic in a FUSE handler (which then
 	// fails with EIO). Tests use it to fail on any panic.
 	OnPanic func(any)
+	// CacheAll serves every file from the kernel's page cache, with no
+	// OPEN, FLUSH or RELEASE round trip (fs/cache.go): every device is
+	// cached (nvcore.Registry.CacheAll), and the checks sysfs makes at
+	// open are made on each read and write that reaches us.
+	CacheAll bool
+	// Flush keeps, outside CacheAll, the FLUSH round trip of every close(2)
+	// (no FOPEN_NOFLUSH), which answers nothing but 0: what nvmemfs did
+	// before; the benchmark harness measures the difference.
+	Flush bool
 }
 
 // FS is a mounted nvmemfs tree.
@@ -37,6 +46,8 @@ type FS struct {
 	root   *rootDir
 	server *fuse.Server
 	born   time.Time
+	// cacheAll, flush: Options.CacheAll, Options.Flush.
+	cacheAll, flush bool
 
 	// Tree changes that notify the kernel are posted to a queue of their
 	// device's: a notify must never run inside a FUSE handler, nor under a
@@ -56,8 +67,15 @@ type FS struct {
 
 // notifyQueue is one device's notifications, in the order they were posted.
 type notifyQueue struct {
-	fns     []func()
-	running bool // a goroutine is draining the queue
+	fns     []queued
+	current *queued // the one running, nil between two
+	running bool    // a goroutine is draining the queue
+}
+
+// queued is a notification, and what to close once it has run (or nil).
+type queued struct {
+	fn   func()
+	done chan struct{}
 }
 
 // entryTimeout lets the kernel cache names and attributes briefly; removal
@@ -85,12 +103,22 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 	}
+	if o.CacheAll {
+		for _, d := range reg.Devices() {
+			if !d.Cached() {
+				return nil, fmt.Errorf("mount %s: every device is cached, and %s was attached without cache", dir, d.Name())
+			}
+		}
+		reg.CacheAll()
+	}
 	f := &FS{
-		reg:    reg,
-		dir:    dir,
-		born:   time.Now(),
-		queues: map[*nvcore.Device]*notifyQueue{},
-		served: make(chan struct{}),
+		reg:      reg,
+		dir:      dir,
+		born:     time.Now(),
+		cacheAll: o.CacheAll,
+		flush:    o.Flush,
+		queues:   map[*nvcore.Device]*notifyQueue{},
+		served:   make(chan struct{}),
 	}
 	f.root = &rootDir{dirNode{born: f.born}}
 
@@ -192,24 +220,41 @@ func (f *FS) stopNotifier() {
 // blocking: it may be called inside a FUSE handler, where waiting (for a
 // notify, which may wait for the kernel, which may wait for that handler)
 // would hang. Once the mount is gone, fn runs on a goroutine of its own.
-func (f *FS) post(d *nvcore.Device, fn func()) {
+func (f *FS) post(d *nvcore.Device, fn func()) { f.postQueued(d, queued{fn: fn}) }
+
+// postFirst is post, and returns a channel closed once fn has run, and
+// whether fn is the first of d's queue: nothing queued or running before
+// it, so that fn waits for nothing posted earlier.
+func (f *FS) postFirst(d *nvcore.Device, fn func()) (done <-chan struct{}, first bool) {
+	ch := make(chan struct{})
+	return ch, f.postQueued(d, queued{fn: fn, done: ch})
+}
+
+func (f *FS) postQueued(d *nvcore.Device, e queued) (first bool) {
 	f.postMu.Lock()
 	defer f.postMu.Unlock()
 	if f.stopped {
-		go fn()
-		return
+		go func() {
+			e.fn()
+			if e.done != nil {
+				close(e.done)
+			}
+		}()
+		return false
 	}
 	q := f.queues[d]
 	if q == nil {
 		q = &notifyQueue{}
 		f.queues[d] = q
 	}
-	q.fns = append(q.fns, fn)
+	first = len(q.fns) == 0 && q.current == nil
+	q.fns = append(q.fns, e)
 	if !q.running {
 		q.running = true
 		f.draining.Add(1)
 		go f.drain(d, q)
 	}
+	return first
 }
 
 // drain runs d's queue until it is empty, then forgets it.
@@ -217,17 +262,24 @@ func (f *FS) drain(d *nvcore.Device, q *notifyQueue) {
 	defer f.draining.Done()
 	for {
 		f.postMu.Lock()
+		// Closed under the lock, with current cleared: whoever the
+		// notification released finds it over when it posts again.
+		if q.current != nil && q.current.done != nil {
+			close(q.current.done)
+		}
+		q.current = nil
 		if len(q.fns) == 0 {
 			q.running = false
 			delete(f.queues, d)
 			f.postMu.Unlock()
 			return
 		}
-		fn := q.fns[0]
-		q.fns[0] = nil
+		e := q.fns[0]
+		q.fns[0] = queued{}
 		q.fns = q.fns[1:]
+		q.current = &e
 		f.postMu.Unlock()
-		fn()
+		e.fn()
 	}
 }
 
@@ -266,25 +318,19 @@ func (f *FS) addDevice(d *nvcore.Device) {
 	own := deviceOwner(d) // of every file and folder of the device
 	dir := &deviceDir{dirNode: dirNode{meta: meta{own: own}, born: f.born}, dev: d}
 	dirIn := f.root.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	df := &devFiles{fs: f, dev: d, dir: dirIn}
 	add := func(parent *gofs.Inode, name string, node gofs.InodeEmbedder) {
 		parent.AddChild(name, parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 	}
-	add(dirIn, "nvmem", &nvmemFile{meta: meta{own: own}, dev: d, born: f.born})
-	// A write through a cell file changes bytes the nvmem file may hold
-	// in the page cache.
-	contentChanged := func() {}
-	if d.Cached() {
-		nvmem := dirIn.GetChild("nvmem")
-		contentChanged = func() { f.post(d, func() { nvmem.NotifyContent(0, 0) }) }
-	}
-	add(dirIn, "type", &attrFile{meta: meta{own: own}, dev: d, mode: 0o444, show: showType, born: f.born})
+	add(dirIn, "nvmem", &nvmemFile{meta: meta{own: own}, dev: d, files: df, born: f.born})
+	add(dirIn, "type", &attrFile{meta: meta{own: own}, dev: d, files: df, mode: 0o444, show: showType, born: f.born})
 	if d.CanWrite() {
-		add(dirIn, "force_ro", &attrFile{meta: meta{own: own}, dev: d, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
+		add(dirIn, "force_ro", &attrFile{meta: meta{own: own}, dev: d, files: df, mode: 0o644, show: showForceRO, store: storeForceRO, born: f.born})
 	}
 	// cells/ is there for every device that has or may get cells; the
 	// device directory hides it while it is empty.
 	if d.Layout() != nil || len(d.Cells()) > 0 {
-		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born, contentChanged), gofs.StableAttr{Mode: syscall.S_IFDIR})
+		cellsIn := dirIn.NewPersistentInode(ctx, newCellsDir(d, f.born, df), gofs.StableAttr{Mode: syscall.S_IFDIR})
 		dirIn.AddChild("cells", cellsIn, false)
 	}
 	// The registry publishes a name's add only once the removal of its
@@ -302,15 +348,9 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 	if child == nil {
 		return
 	}
-	if d.Cached() {
-		// Pages of a cached device would go on answering reads after the
-		// device is gone: drop them, so reads come to us and get ENODEV.
-		// A READ answered just before the removal may still be on its way
-		// into the cache: drop the pages once more a little later.
-		nvmem := child.GetChild("nvmem")
-		nvmem.NotifyContent(0, 0)
-		time.AfterFunc(50*time.Millisecond, func() { f.post(d, func() { nvmem.NotifyContent(0, 0) }) })
-	}
+	// Pages of a cached device would go on answering reads after the
+	// device is gone.
+	f.dropPages(d, child)
 	// The kernel would keep the inodes of nvmem, type and the cell files
 	// cached (and go-fuse their nodes, and through them the device and its
 	// provider) until memory ran short: tell it each one is deleted, and

@@ -18,7 +18,8 @@ import (
 // (DESIGN rule 6). Files are opened with FOPEN_DIRECT_IO so that each read
 // and write reaches us with the caller's own offset and count (the SPEC 3
 // table depends on them) and nothing is served from a stale page cache;
-// only the nvmem file of a device attached with cache is not (see Open).
+// only the nvmem and cell files of a device attached with cache, and every
+// file of a CacheAll mount, are not (cache.go).
 
 // accessCheck refuses an open whose access mode the file's mode bits do not
 // grant, for root too, as kernfs does (default_permissions lets root past).
@@ -48,12 +49,14 @@ func fileAttr(out *fuse.Attr, m *meta, mode uint32, size int64, t time.Time) {
 type nvmemFile struct {
 	gofs.Inode
 	meta
-	dev  *nvcore.Device
-	born time.Time
+	dev   *nvcore.Device
+	files *devFiles
+	born  time.Time
 }
 
 var (
 	_ gofs.NodeOpener    = (*nvmemFile)(nil)
+	_ gofs.NodeFlusher   = (*nvmemFile)(nil)
 	_ gofs.NodeReader    = (*nvmemFile)(nil)
 	_ gofs.NodeWriter    = (*nvmemFile)(nil)
 	_ gofs.NodeGetattrer = (*nvmemFile)(nil)
@@ -68,17 +71,21 @@ func (n *nvmemFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if e := accessCheck(flags, n.perm(n.dev.Mode(), n.born)); e != 0 {
 		return nil, 0, e
 	}
-	// O_TRUNC is ignored: the memory has a fixed size (SPEC 3).
-	if n.dev.Cached() {
-		// The page cache serves repeated reads; it is written through on
-		// writes to this file, and dropped after cell writes and on
-		// removal.
-		return nil, fuse.FOPEN_KEEP_CACHE, 0
-	}
-	return nil, fuse.FOPEN_DIRECT_IO, 0
+	// O_TRUNC is ignored: the memory has a fixed size (SPEC 3). On a
+	// cached device, the page cache serves repeated reads; it is written
+	// through on writes to this file, and dropped after writes through the
+	// cells and on removal.
+	return n.files.open(true)
+}
+
+func (n *nvmemFile) Flush(ctx context.Context, _ gofs.FileHandle) syscall.Errno {
+	return n.files.flush()
 }
 
 func (n *nvmemFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if e := n.files.checkAccess(syscall.O_RDONLY, n.perm(n.dev.Mode(), n.born)); e != 0 {
+		return nil, e
+	}
 	c, err := n.dev.SysfsRead(dest, off)
 	if err != nil {
 		return nil, toErrno(err)
@@ -87,7 +94,15 @@ func (n *nvmemFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, of
 }
 
 func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if e := n.files.checkAccess(syscall.O_WRONLY, n.perm(n.dev.Mode(), n.born)); e != 0 {
+		return 0, e
+	}
+	n.files.writes.Add(1)
+	defer n.files.writes.Add(-1)
 	c, err := n.dev.SysfsWrite(data, off)
+	if c > 0 {
+		n.files.written(n.EmbeddedInode(), off, int64(c), false)
+	}
 	return uint32(c), toErrno(err)
 }
 
@@ -103,6 +118,7 @@ func (n *nvmemFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.Set
 		return syscall.ENODEV
 	}
 	n.setattr(in, n.dev.Mode(), n.born)
+	n.files.chmodded(in, n.EmbeddedInode())
 	fileAttr(&out.Attr, &n.meta, n.dev.Mode(), n.dev.Size(), n.born)
 	return 0
 }
@@ -116,6 +132,7 @@ type attrFile struct {
 	gofs.Inode
 	meta
 	dev   *nvcore.Device
+	files *devFiles
 	mode  uint32
 	show  func(*nvcore.Device) string
 	store func(*nvcore.Device, []byte) error // nil for a read-only attribute
@@ -124,6 +141,7 @@ type attrFile struct {
 
 var (
 	_ gofs.NodeOpener    = (*attrFile)(nil)
+	_ gofs.NodeFlusher   = (*attrFile)(nil)
 	_ gofs.NodeReader    = (*attrFile)(nil)
 	_ gofs.NodeWriter    = (*attrFile)(nil)
 	_ gofs.NodeGetattrer = (*attrFile)(nil)
@@ -138,12 +156,19 @@ func (a *attrFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if e := accessCheck(flags, a.perm(a.mode, a.born)); e != 0 {
 		return nil, 0, e
 	}
-	return nil, fuse.FOPEN_DIRECT_IO, 0
+	return a.files.open(false)
+}
+
+func (a *attrFile) Flush(ctx context.Context, _ gofs.FileHandle) syscall.Errno {
+	return a.files.flush()
 }
 
 func (a *attrFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if a.dev.Gone() {
 		return nil, syscall.ENODEV
+	}
+	if e := a.files.checkAccess(syscall.O_RDONLY, a.perm(a.mode, a.born)); e != 0 {
+		return nil, e
 	}
 	text := a.show(a.dev)
 	if off >= int64(len(text)) {
@@ -156,6 +181,9 @@ func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if a.dev.Gone() {
 		return 0, syscall.ENODEV
 	}
+	if e := a.files.checkAccess(syscall.O_WRONLY, a.perm(a.mode, a.born)); e != 0 {
+		return 0, e
+	}
 	// An attribute without a store opens for writing once chmod gave it a
 	// write bit (the device's sysfs ops have a store), and then each write
 	// is EIO, as dev_attr_store answers.
@@ -165,6 +193,9 @@ func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if err := a.store(a.dev, data); err != nil {
 		return 0, toErrno(err)
 	}
+	// The kernel put the written text in the cached page; the file reads
+	// as the attribute shows it ("on" reads "1\n").
+	a.files.textChanged(a.EmbeddedInode())
 	return uint32(len(data)), 0
 }
 
@@ -175,6 +206,7 @@ func (a *attrFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 
 func (a *attrFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	a.setattr(in, a.mode, a.born)
+	a.files.chmodded(in, a.EmbeddedInode())
 	return a.Getattr(ctx, nil, out)
 }
 
@@ -231,15 +263,16 @@ func ParseBool(s string) (bool, error) {
 // cellFile is cells/<name>@<off>,<bit>: every read re-reads the cell.
 type cellFile struct {
 	gofs.Inode
-	*meta   // kept by cells/ for the cell's life, as the inode number
-	cell    *nvcore.Cell
-	mode    uint32
-	born    time.Time
-	written func() // after a successful write
+	*meta // kept by cells/ for the cell's life, as the inode number
+	cell  *nvcore.Cell
+	mode  uint32
+	born  time.Time
+	files *devFiles
 }
 
 var (
 	_ gofs.NodeOpener    = (*cellFile)(nil)
+	_ gofs.NodeFlusher   = (*cellFile)(nil)
 	_ gofs.NodeReader    = (*cellFile)(nil)
 	_ gofs.NodeWriter    = (*cellFile)(nil)
 	_ gofs.NodeGetattrer = (*cellFile)(nil)
@@ -261,10 +294,17 @@ func (c *cellFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY && !c.cell.Plain() {
 		return nil, 0, syscall.EACCES
 	}
-	return nil, fuse.FOPEN_DIRECT_IO, 0
+	return c.files.open(true)
+}
+
+func (c *cellFile) Flush(ctx context.Context, _ gofs.FileHandle) syscall.Errno {
+	return c.files.flush()
 }
 
 func (c *cellFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if e := c.files.checkAccess(syscall.O_RDONLY, c.perm(c.mode, c.born)); e != 0 {
+		return nil, e
+	}
 	v, err := c.cell.Read()
 	if err != nil {
 		return nil, toErrno(err)
@@ -272,7 +312,10 @@ func (c *cellFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 	if off >= int64(len(v)) {
 		return fuse.ReadResultData(nil), 0
 	}
-	return fuse.ReadResultData(v[off:]), 0
+	// No more than asked: the kernel refuses a longer reply to a direct
+	// I/O read, and the reader would get EIO.
+	v = v[off:]
+	return fuse.ReadResultData(v[:min(len(v), len(dest))]), 0
 }
 
 // Write replaces the whole cell: the write must start at 0 and cover it.
@@ -280,13 +323,24 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if c.cell.Device().Gone() {
 		return 0, syscall.ENODEV
 	}
+	if e := c.files.checkAccess(syscall.O_WRONLY, c.perm(c.mode, c.born)); e != 0 {
+		return 0, e
+	}
+	if c.files.fs.cacheAll && !c.cell.Plain() {
+		return 0, syscall.EACCES // what open answers in the other modes
+	}
 	if off != 0 {
 		return 0, syscall.EINVAL
 	}
+	c.files.writes.Add(1)
+	defer c.files.writes.Add(-1)
 	if err := c.cell.Write(data); err != nil {
 		return 0, toErrno(err)
 	}
-	c.written()
+	// The kernel wrote the bytes given into the cell's own pages, which
+	// is what the cell reads back, except for a bit field (masked).
+	info := c.cell.Info()
+	c.files.written(&c.Inode, info.Offset, int64(info.Bytes), info.NBits != 0)
 	return uint32(len(data)), 0
 }
 
@@ -297,6 +351,7 @@ func (c *cellFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 
 func (c *cellFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	c.setattr(in, c.mode, c.born)
+	c.files.chmodded(in, &c.Inode)
 	return c.Getattr(ctx, nil, out)
 }
 

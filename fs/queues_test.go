@@ -46,10 +46,10 @@ func TestSlowDeviceDoesNotStallOtherRemovals(t *testing.T) {
 	go f.ReadAt(make([]byte, 4096), 4096)
 	<-inside
 	// A cell write posts a NotifyContent for the slow device, which waits
-	// for the locked page.
-	if err := os.WriteFile(m.path("slow", "cells", "id@0,0"), []byte("ABCD"), 0); err != nil {
-		t.Fatal(err)
-	}
+	// for the locked page; the write waits for it (a read in flight would
+	// otherwise put bytes older than the write in the cache).
+	written := make(chan error, 1)
+	go func() { written <- os.WriteFile(m.path("slow", "cells", "id@0,0"), []byte("ABCD"), 0) }()
 	time.Sleep(50 * time.Millisecond) // let the notify reach the kernel
 
 	removed := make(chan error, 1)
@@ -66,6 +66,9 @@ func TestSlowDeviceDoesNotStallOtherRemovals(t *testing.T) {
 		t.Errorf("idle after its removal: %v", err)
 	}
 	unblock()
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
 	if err := m.reg.Remove(slow); err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,11 @@ func TestHardwareGone(t *testing.T) {
 				t.Fatalf("read before the unplug: %v", err)
 			}
 			unplugged.Store(true)
+			if mode.cached {
+				// A read served from the page cache does not ask the
+				// hardware: drop the pages so that this one does.
+				dropPageCache(t, m.path("usb", "nvmem"))
+			}
 			_, err := syscall.Pread(fd, buf, 512)
 			if e := errnoOf(err); e != errno && e != syscall.ENODEV {
 				t.Errorf("read as the hardware goes: %v, want %v or ENODEV", err, errno)

@@ -73,6 +73,8 @@ type Registry struct {
 
 	eventMu sync.Mutex
 	subs    []*subscription
+
+	cacheAll atomic.Bool // every device is cached (CacheAll)
 }
 
 type subscription struct{ fn func(Event) }
@@ -81,6 +83,13 @@ type subscription struct{ fn func(Event) }
 func NewRegistry() *Registry {
 	return &Registry{devices: make(map[string]*Device)}
 }
+
+// CacheAll makes every device registered from now on a cached one
+// (Config.Cache), whatever its configuration says, and refuses, with the
+// reason, one that cannot be (a word size or stride above 1, a writable
+// device with keepouts). A file system whose every file the kernel keeps
+// in its page cache asks for it: there, no device can opt out.
+func (r *Registry) CacheAll() { r.cacheAll.Store(true) }
 
 // Register validates cfg against p, makes a device of them and publishes it.
 // On error the provider is left open: the caller still owns it.
@@ -92,7 +101,14 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
+	forced := r.cacheAll.Load() && !cfg.Cache
+	if forced {
+		cfg.Cache = true
+	}
 	if err := cfg.validate(size); err != nil {
+		if forced {
+			err = fmt.Errorf("%w (every device of this mount is cached)", err)
+		}
 		return nil, err
 	}
 	_, canRead := p.(interface {
@@ -105,6 +121,9 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 		return nil, fmt.Errorf("%w: provider can neither read nor write", ErrInvalid)
 	}
 	if err := checkCacheKeepouts(cfg, canWrite); err != nil {
+		if forced {
+			err = fmt.Errorf("%w (every device of this mount is cached)", err)
+		}
 		return nil, err
 	}
 	if err := checkAccess(cfg, canRead, canWrite); err != nil {

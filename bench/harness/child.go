@@ -73,10 +73,15 @@ func startChild(mode string) (*exec.Cmd, io.WriteCloser, *bufio.Reader, error) {
 type loopSpec struct {
 	Name string `json:"name"`
 	// Kind is "cycle" (open, one pread, close), "pread" (one pread on a
-	// descriptor opened beforehand) or "bulk" (open, sequential preads of
-	// Len bytes to the end of the file, close: one pass).
+	// descriptor opened beforehand), "write" (one pwrite of the Len bytes
+	// read at Off beforehand, so the content never changes) or "bulk"
+	// (open, sequential preads of Len bytes to the end of the file, close:
+	// one pass).
 	Kind string `json:"kind"`
 	Path string `json:"path"`
+	// Hold is a file kept open (and read once) during the loop: for a
+	// write, a file of the same device whose pages the write must drop.
+	Hold string `json:"hold,omitempty"`
 	Off  int64  `json:"off"`
 	Len  int    `json:"len"`
 	// Iters is the number of operations timed in one repetition; for bulk,
@@ -151,7 +156,35 @@ func runLoops(req loopRequest, res *loopResult) error {
 // and the bytes one operation read.
 func runLoop(s loopSpec) (float64, int, error) {
 	buf := make([]byte, max(s.Len, 1))
+	if s.Hold != "" {
+		fd, err := syscall.Open(s.Hold, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, 0, fmt.Errorf("hold: %w", err)
+		}
+		defer syscall.Close(fd)
+		if _, err := syscall.Pread(fd, make([]byte, 4096), 0); err != nil {
+			return 0, 0, fmt.Errorf("hold: %w", err)
+		}
+	}
 	switch s.Kind {
+	case "write":
+		fd, err := syscall.Open(s.Path, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, 0, fmt.Errorf("open: %w", err)
+		}
+		defer syscall.Close(fd)
+		want, err := syscall.Pread(fd, buf, s.Off)
+		if err != nil || want != len(buf) {
+			return 0, 0, fmt.Errorf("read before writing: %d bytes, %v", want, err)
+		}
+		t0 := time.Now()
+		for range s.Iters {
+			n, err := syscall.Pwrite(fd, buf, s.Off)
+			if err != nil || n != want {
+				return 0, 0, fmt.Errorf("write: %d bytes, %v", n, err)
+			}
+		}
+		return float64(time.Since(t0).Nanoseconds()) / float64(s.Iters), want, nil
 	case "cycle":
 		want := -1
 		t0 := time.Now()

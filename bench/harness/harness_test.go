@@ -61,7 +61,7 @@ func TestQuick(t *testing.T) {
 	if got.SRCU == nil || len(got.SRCU.Figures) != len(srcuGuards)*len(cpuList()) {
 		t.Errorf("results.json: SRCU figures %+v", got.SRCU)
 	}
-	if got.Loops == nil || len(got.Loops.Figures) != 18 || len(got.Loops.Ratios) == 0 {
+	if got.Loops == nil || len(got.Loops.Figures) != 29 || len(got.Loops.Ratios) == 0 {
 		t.Fatalf("results.json: loops %+v", got.Loops)
 	}
 	for _, f := range got.Loops.Figures {
@@ -80,8 +80,8 @@ func TestQuick(t *testing.T) {
 	if !testing.Short() && (got.Scale == nil || got.Scale.RootEntries != 20 || got.Scale.RSSListedMiB <= 0) {
 		t.Errorf("results.json: scale %+v", got.Scale)
 	}
-	if len(got.Targets) != 9 {
-		t.Errorf("%d targets, want 9", len(got.Targets))
+	if len(got.Targets) != 12 {
+		t.Errorf("%d targets, want 12", len(got.Targets))
 	}
 
 	f, err := os.Open(filepath.Join(o.out, "removal.png"))

@@ -91,9 +91,9 @@ type loopsConfig struct {
 }
 
 // mountNvmemfs mounts an empty registry at dir.
-func mountNvmemfs(dir string) (*nvcore.Registry, *nvfs.FS, error) {
+func mountNvmemfs(dir string, o nvfs.Options) (*nvcore.Registry, *nvfs.FS, error) {
 	reg := nvcore.NewRegistry()
-	f, err := nvfs.Mount(dir, reg, nvfs.Options{})
+	f, err := nvfs.Mount(dir, reg, o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -164,7 +164,7 @@ func runLoopsSection(work string, cfg loopsConfig, cl *cleanups, logf func(strin
 		}
 	}
 	board := boardImage()
-	for _, name := range []string{"board.bin", "board-cached.bin"} {
+	for _, name := range []string{"board.bin", "board-cached.bin", "plain-cached.bin", "board-flush.bin", "board-all.bin", "plain-all.bin"} {
 		if err := os.WriteFile(filepath.Join(imgDir, name), board, 0o644); err != nil {
 			return nil, err
 		}
@@ -180,26 +180,62 @@ func runLoopsSection(work string, cfg loopsConfig, cl *cleanups, logf func(strin
 	}
 
 	// nvmemfs: the cell device, its cached twin, the bulk device.
+	// Three mounts: the default (with board-cached attached with cache),
+	// the default as it was before FOPEN_NOFLUSH (Options.Flush), and
+	// --cache-all. plain-* are cached devices without cells: a write
+	// there has no other file's pages to drop. Each device has an image
+	// of its own.
+	type nvDev struct {
+		name, image string
+		cache       bool
+		cells       []nvcore.CellInfo
+	}
 	nvDir, err := mnt("nvmemfs")
 	if err != nil {
 		return nil, err
 	}
-	reg, nvmount, err := mountNvmemfs(nvDir)
+	flushDir, err := mnt("nvmemfs-flush")
 	if err != nil {
-		return nil, fmt.Errorf("mount nvmemfs: %w", err)
-	}
-	cl.add(func() {
-		reg.RemoveAll()
-		nvmount.Unmount()
-	})
-	if _, err := attachFile(reg, "board", filepath.Join(imgDir, "board.bin"), false, macCell()); err != nil {
 		return nil, err
 	}
-	if _, err := attachFile(reg, "board-cached", filepath.Join(imgDir, "board-cached.bin"), true, macCell()); err != nil {
+	allDir, err := mnt("nvmemfs-cache-all")
+	if err != nil {
 		return nil, err
 	}
-	if _, err := attachFile(reg, "bulk", bulkPath, false, nil); err != nil {
-		return nil, err
+	for _, nm := range []struct {
+		dir     string
+		opts    nvfs.Options
+		devices []nvDev
+	}{
+		{nvDir, nvfs.Options{}, []nvDev{
+			{"board", "board.bin", false, macCell()},
+			{"board-cached", "board-cached.bin", true, macCell()},
+			{"plain-cached", "plain-cached.bin", true, nil},
+			{"bulk", bulkPath, false, nil},
+		}},
+		{flushDir, nvfs.Options{Flush: true}, []nvDev{{"board", "board-flush.bin", false, macCell()}}},
+		{allDir, nvfs.Options{CacheAll: true}, []nvDev{
+			{"board", "board-all.bin", true, macCell()},
+			{"plain", "plain-all.bin", true, nil},
+		}},
+	} {
+		reg, nvmount, err := mountNvmemfs(nm.dir, nm.opts)
+		if err != nil {
+			return nil, fmt.Errorf("mount nvmemfs at %s: %w", nm.dir, err)
+		}
+		cl.add(func() {
+			reg.RemoveAll()
+			nvmount.Unmount()
+		})
+		for _, d := range nm.devices {
+			path := d.image
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(imgDir, path)
+			}
+			if _, err := attachFile(reg, d.name, path, d.cache, d.cells); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// The minimal server: the same 6 bytes at the same depth.
@@ -237,6 +273,12 @@ func runLoopsSection(work string, cfg loopsConfig, cl *cleanups, logf func(strin
 	cachedCell := filepath.Join(nvDir, "board-cached/cells/mac-address@fa,0")
 	nvmemPath := filepath.Join(nvDir, "board/nvmem")
 	cachedNvmem := filepath.Join(nvDir, "board-cached/nvmem")
+	flushCell := filepath.Join(flushDir, cellRel)
+	allCell := filepath.Join(allDir, cellRel)
+	allNvmem := filepath.Join(allDir, "board/nvmem")
+	write := func(name, path, hold string, iters int) loopSpec {
+		return loopSpec{Name: name, Kind: "write", Path: path, Hold: hold, Off: cellOff, Len: cellBytes, Iters: iters}
+	}
 	small := func(name, kind, path string, off int64, iters int) loopSpec {
 		return loopSpec{Name: name, Kind: kind, Path: path, Off: off, Len: cellBytes, Iters: iters}
 	}
@@ -247,11 +289,16 @@ func runLoopsSection(work string, cfg loopsConfig, cl *cleanups, logf func(strin
 	req := loopRequest{Reps: cfg.reps, Groups: [][]loopSpec{
 		{
 			small("cycle/nvmemfs", "cycle", cellPath, 0, ci),
+			small("cycle/nvmemfs-flush", "cycle", flushCell, 0, ci),
+			small("cycle/nvmemfs-cache", "cycle", cachedCell, 0, ci),
+			small("cycle/nvmemfs-cache-all", "cycle", allCell, 0, ci),
 			small("cycle/minimal", "cycle", filepath.Join(minDir, cellRel), 0, ci),
 			small("cycle/sysfs", "cycle", sysfs, 0, ci),
 		},
 		{
 			small("pread/nvmemfs", "pread", cellPath, 0, pi),
+			small("pread/nvmemfs-cache", "pread", cachedCell, 0, pi),
+			small("pread/nvmemfs-cache-all", "pread", allCell, 0, pi),
 			small("pread/minimal", "pread", filepath.Join(minDir, cellRel), 0, pi),
 			small("pread/sysfs", "pread", sysfs, 0, pi),
 		},
@@ -263,8 +310,19 @@ func runLoopsSection(work string, cfg loopsConfig, cl *cleanups, logf func(strin
 		},
 		{
 			small("cache/nvmem-pread/cached", "pread", cachedNvmem, cellOff, pi),
+			small("cache/nvmem-pread/cache-all", "pread", allNvmem, cellOff, pi),
 			small("cache/nvmem-pread/uncached", "pread", nvmemPath, cellOff, pi),
 			small("cache/nvmem-pread/sysfs", "pread", sysfs, 0, pi),
+		},
+		// What dropping the cell's pages adds to a write of nvmem: the
+		// same write where a cell is open (and cached) and where there is
+		// no cell.
+		{
+			write("write/default", nvmemPath, cellPath, ci),
+			write("write/cache", cachedNvmem, cachedCell, ci),
+			write("write/cache-nocell", filepath.Join(nvDir, "plain-cached/nvmem"), "", ci),
+			write("write/cache-all", allNvmem, allCell, ci),
+			write("write/cache-all-nocell", filepath.Join(allDir, "plain/nvmem"), "", ci),
 		},
 		{
 			small("cache/nvmem-cycle/cached", "cycle", cachedNvmem, cellOff, ci),
@@ -328,6 +386,16 @@ func runLoopsSection(work string, cfg loopsConfig, cl *cleanups, logf func(strin
 		res.Ratios = append(res.Ratios, Ratio{Name: a + " / " + b, Of: a, Over: b, Measure: "throughput",
 			Ratio: summarize(pairRatios(out.NsPerOp[b], out.NsPerOp[a]))})
 	}
+	timeRatio("cycle/nvmemfs-cache-all", "cycle/sysfs")
+	timeRatio("cycle/nvmemfs-cache", "cycle/sysfs")
+	timeRatio("cycle/nvmemfs", "cycle/nvmemfs-flush")
+	timeRatio("pread/nvmemfs-cache", "pread/sysfs")
+	timeRatio("pread/nvmemfs-cache-all", "pread/sysfs")
+	timeRatio("cache/nvmem-pread/cache-all", "cache/nvmem-pread/sysfs")
+	timeRatio("write/cache", "write/cache-nocell")
+	timeRatio("write/cache-all", "write/cache-all-nocell")
+	timeRatio("write/cache", "write/default")
+	timeRatio("write/cache-all", "write/default")
 	timeRatio("cycle/nvmemfs", "cycle/minimal")
 	timeRatio("cycle/nvmemfs", "cycle/sysfs")
 	timeRatio("cycle/minimal", "cycle/sysfs")

@@ -461,6 +461,12 @@ func targets(res *Results) []Target {
 	add("small-cell open+read+close", "at most 1.1x the minimal go-fuse server", v, 1.1, true, ok, "%.2fx")
 	v, ok = ratioOf(loops, "pread/nvmemfs / pread/minimal")
 	add("small-cell pread", "at most 1.1x the minimal go-fuse server", v, 1.1, true, ok, "%.2fx")
+	v, ok = ratioOf(loops, "cycle/nvmemfs-cache-all / cycle/sysfs")
+	add("--cache-all cell open+read+close", "at most 1.0x sysfs", v, 1.0, true, ok, "%.2fx")
+	v, ok = ratioOf(loops, "pread/nvmemfs-cache / pread/sysfs")
+	add("cached cell pread", "at most 1.0x sysfs", v, 1.0, true, ok, "%.2fx")
+	v, ok = ratioOf(loops, "cycle/nvmemfs / cycle/nvmemfs-flush")
+	add("default cell open+read+close", "no slower than before FOPEN_NOFLUSH (at most 1.0x)", v, 1.0, true, ok, "%.2fx")
 	v, ok = ratioOf(loops, "bulk/nvmemfs / bulk/loopback")
 	add("bulk read, 128 KiB", "at least 0.9x go-fuse loopback, passthrough off (throughput)", v, 0.9, false, ok, "%.2fx")
 	var srcu []Ratio

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nvmemfs/nvmemfs/backends/at24"
 	"github.com/nvmemfs/nvmemfs/backends/at24/at24test"
+	nvfs "github.com/nvmemfs/nvmemfs/fs"
 	"github.com/nvmemfs/nvmemfs/nvcore"
 )
 
@@ -186,7 +187,7 @@ func runRemovalSection(work string, cfg removalConfig, cl *cleanups, logf func(s
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	reg, mount, err := mountNvmemfs(dir)
+	reg, mount, err := mountNvmemfs(dir, nvfs.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("mount nvmemfs: %w", err)
 	}

@@ -49,7 +49,8 @@ type discard struct{}
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // memFile is the minimal server's one file: bytes held in memory, served
-// with direct I/O as nvmemfs serves a cell, so every read is a round trip.
+// with direct I/O and no FLUSH as nvmemfs serves a cell by default, so
+// every read is a round trip.
 type memFile struct {
 	gofs.Inode
 	data []byte
@@ -66,7 +67,7 @@ func (f *memFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EACCES
 	}
-	return nil, fuse.FOPEN_DIRECT_IO, 0
+	return nil, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
 func (f *memFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
