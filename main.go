@@ -108,7 +108,7 @@ func newApp() *cli.App {
 			},
 			{
 				Name: "attach", Usage: "attach devices to a running mount", ArgsUsage: "SPEC...",
-				Description: "SPEC is file:PATH, at24:BUS:ADDR or sysfs:NAME with options (docs/CLI.md, docs/HARDWARE.md).\n" +
+				Description: "SPEC is file:PATH, at24:BUS:ADDR, sysfs:NAME, mtd:DEV or block:DEV with options (docs/CLI.md, docs/HARDWARE.md, docs/ACCESS.md).\n" +
 					"at24 chips: " + strings.Join(at24.ChipNames, " "),
 				Flags: []cli.Flag{mountFlag}, Action: requestCmd("attach"),
 			},
