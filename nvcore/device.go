@@ -204,8 +204,9 @@ func (d *Device) ForceRO() bool { return d.forceRO.Load() }
 // SetForceRO sets the force_ro switch. It never changes Mode.
 func (d *Device) SetForceRO(v bool) { d.forceRO.Store(v) }
 
-// Gone reports whether the device has been unregistered (or is being).
-func (d *Device) Gone() bool { return d.gone.Load() }
+// Gone reports whether the device has been unregistered (or is being, or
+// its hardware was reported gone).
+func (d *Device) Gone() bool { return d.gone.Load() || d.unplugging.Load() }
 
 // Cells returns the device's cells: the declared ones in declaration
 // order, then the layout's in content order. It does not parse: after a
@@ -605,7 +606,11 @@ func (d *Device) call(fn func() error) (err error) {
 			d.hardwareGone(err)
 		}
 	}()
-	if d.gone.Load() {
+	// Once a call has reported the hardware gone, the next ones fail at
+	// once, before the removal it started has marked the device gone: a
+	// retry (the page cache retries a failed read) must not reach a bus
+	// that has just lost its chip.
+	if d.gone.Load() || d.unplugging.Load() {
 		return d.errGone()
 	}
 	return fn()
