@@ -257,15 +257,18 @@ func (mdl *lifecycleModel) hardwareGone(name string) {
 		return
 	}
 	d.mem.SetHook(func(string, int64, int) error { return syscall.ENODEV })
-	if mode.cached {
-		// A read served from the page cache does not ask the hardware.
-		// (The device may be going already: then there is nothing to drop.)
+	_, err := os.ReadFile(mdl.m.path(name, "nvmem"))
+	// A read served from the page cache does not ask the hardware: drop
+	// the pages and read again. FADV_DONTNEED skips pages in use (a
+	// reader's page in flight), so it may take a few tries. (The device
+	// may be going already: then there is nothing to drop.)
+	for try := 0; mode.cached && err == nil && try < 100; try++ {
 		if fd, err := syscall.Open(mdl.m.path(name, "nvmem"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
 			unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
 			syscall.Close(fd)
 		}
+		_, err = os.ReadFile(mdl.m.path(name, "nvmem"))
 	}
-	_, err := os.ReadFile(mdl.m.path(name, "nvmem"))
 	if e := errnoOf(err); e != syscall.ENODEV && e != syscall.ENOENT {
 		mdl.t.Errorf("read of %s as its hardware goes: %v, want ENODEV", name, err)
 	}
