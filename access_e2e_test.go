@@ -24,11 +24,11 @@ type testUser struct {
 func makeTestUser(t *testing.T, name string) testUser {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to add a user and mount for others")
+		skipOrFailInCI(t, "needs root to add a user and mount for others")
 	}
 	for _, tool := range []string{"useradd", "userdel", "setpriv"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
+			skipOrFailInCI(t, "no %s", tool)
 		}
 	}
 	// A user left by a killed run goes first.
@@ -266,10 +266,10 @@ func TestAccessAttachRefused(t *testing.T) {
 	requireFUSE(t)
 	u := makeTestUser(t, "nvmemfs-attacher")
 	if _, err := exec.LookPath("fusermount3"); err != nil {
-		t.Skip("no fusermount3 (package fuse3): an unprivileged user cannot mount")
+		skipOrFailInCI(t, "no fusermount3 (package fuse3): an unprivileged user cannot mount")
 	}
 	if st, err := os.Stat("/dev/fuse"); err != nil || st.Mode().Perm()&0o006 != 0o006 {
-		t.Skip("/dev/fuse is not open to other users")
+		skipOrFailInCI(t, "/dev/fuse is not open to other users")
 	}
 	if _, err := os.Stat(fmt.Sprintf("/run/user/%d", u.uid)); err == nil {
 		t.Skipf("/run/user/%d exists", u.uid)
