@@ -30,6 +30,10 @@ func TestCacheAllMount(t *testing.T) {
 		"--device", "file:"+img+",name=env,layout=u-boot-env,env-size=0x2000",
 		"--device", "file:"+ro+",name=ro,ro")
 
+	if ls := lsJSON(t, cmdOpts{}, "-m", mnt); !ls["env"].Cached || !ls["ro"].Cached {
+		t.Errorf("ls --json of a --cache-all mount: cached %t and %t, want true", ls["env"].Cached, ls["ro"].Cached)
+	}
+
 	cell := func(name string) string {
 		t.Helper()
 		return strings.TrimSpace(mustOK(t, nv(t, "cell", "-m", mnt, "env", name, "--format", "string")).stdout)

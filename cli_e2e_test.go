@@ -45,8 +45,8 @@ func TestLsSourceAndFields(t *testing.T) {
 	mustOK(t, runCmd(t, cmdOpts{dir: dir}, nvmemfsBin, "attach", "-m", mnt, "file:rel.bin,name=rel,cells=rel.cells"))
 
 	want := "file:" + filepath.Join(dir, "rel.bin") + ",name=rel,cells=" + filepath.Join(dir, "rel.cells")
-	if got := lsJSON(t, cmdOpts{}, "-m", mnt)["rel"].Source; got != want {
-		t.Errorf("ls --json source %q, want %q", got, want)
+	if got := lsJSON(t, cmdOpts{}, "-m", mnt)["rel"]; got.Source != want || got.Cached {
+		t.Errorf("ls --json source %q, cached %t; want %q, false", got.Source, got.Cached, want)
 	}
 	r := mustOK(t, nv(t, "ls", "-m", mnt))
 	wantContains(t, "ls", r.stdout, want)
@@ -56,7 +56,7 @@ func TestLsSourceAndFields(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil || len(raw) != 1 {
 		t.Fatalf("ls --json: %v\n%s", err, r.stdout)
 	}
-	for _, key := range []string{"name", "type", "size", "mode", "force_ro", "word_size", "stride", "source", "hardware", "layout", "layout_error", "cells"} {
+	for _, key := range []string{"name", "type", "size", "mode", "force_ro", "cached", "word_size", "stride", "source", "hardware", "layout", "layout_error", "cells"} {
 		if _, ok := raw[0][key]; !ok {
 			t.Errorf("ls --json: the device has no %q", key)
 		}

@@ -397,6 +397,7 @@ type lsDevice struct {
 	Size        int64  `json:"size"`
 	Mode        string `json:"mode"`
 	ForceRO     bool   `json:"force_ro"`
+	Cached      bool   `json:"cached"`
 	WordSize    int    `json:"word_size"`
 	Stride      int    `json:"stride"`
 	Source      string `json:"source"`

@@ -72,11 +72,14 @@ type DeviceInfo struct {
 	// Owner and Group of the device's files, as attached (a chmod or chown
 	// in the mount since is not shown): names where this machine knows
 	// them, else the numbers; UID and GID are the numbers.
-	Owner    string `json:"owner"`
-	Group    string `json:"group"`
-	UID      int    `json:"uid"`
-	GID      int    `json:"gid"`
-	ForceRO  bool   `json:"force_ro"`
+	Owner   string `json:"owner"`
+	Group   string `json:"group"`
+	UID     int    `json:"uid"`
+	GID     int    `json:"gid"`
+	ForceRO bool   `json:"force_ro"`
+	// Cached: nvmem and the cells are served from the kernel's page cache
+	// (the SPEC's cache, or a mount with --cache-all).
+	Cached   bool   `json:"cached"`
 	WordSize int    `json:"word_size"`
 	Stride   int    `json:"stride"`
 	Source   string `json:"source"`
@@ -482,7 +485,7 @@ func (s *Server) List() []DeviceInfo {
 		s.mu.Unlock()
 		info := DeviceInfo{
 			Name: d.Name(), Type: d.Type().String(), Size: d.Size(),
-			Mode: nvcore.FormatMode(d.Mode()), ForceRO: d.ForceRO(),
+			Mode: nvcore.FormatMode(d.Mode()), ForceRO: d.ForceRO(), Cached: d.Cached(),
 			WordSize: d.WordSize(), Stride: d.Stride(),
 		}
 		info.UID, info.GID = d.Owner()
