@@ -240,10 +240,10 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		return cfg, fmt.Errorf("%s: no U-Boot environment found (no CRC matches; give --env-size and --redundant)", t.path)
 	}
 	found.Flags = cfg.Flags
-	if es := cfg.EraseSize; es > 0 && (!found.Redundant || found.Size%es == 0) {
-		// Found where it is; the erase size only orders the writes.
-		found.EraseSize = es
-	}
+	// On flash the erase size goes with what was found: the placement
+	// check then refuses a pair of copies that share an erase block, where
+	// a save of one would erase the other (the attach refuses it too).
+	found.EraseSize = cfg.EraseSize
 	return found, nil
 }
 

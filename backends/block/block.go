@@ -461,7 +461,14 @@ func (d *Device) WriteAt(p []byte, off int64) (n int, err error) {
 	defer func() {
 		if rerr := d.restore(); rerr != nil {
 			if err == nil {
-				err = fmt.Errorf("%w: block %s: %d bytes were written, but the write protection could not be restored: %w", nvcore.ErrIO, d.path, n, rerr)
+				// The bytes are on the medium, so the error must not read
+				// as ErrReadOnly (EPERM, "nothing written"); a device gone
+				// meanwhile stays ENODEV.
+				format := "%w: block %s: %d bytes were written, but the write protection could not be restored: %v"
+				if errors.Is(rerr, syscall.ENODEV) {
+					format = "%w: block %s: %d bytes were written, but the write protection could not be restored: %w"
+				}
+				err = fmt.Errorf(format, nvcore.ErrIO, d.path, n, rerr)
 			} else {
 				err = fmt.Errorf("%w (and the write protection could not be restored: %v)", err, rerr)
 			}

@@ -373,7 +373,7 @@ func TestForceRO(t *testing.T) {
 			os.Mkdir(fro, 0o755)
 		})
 		_, err = d.WriteAt([]byte("abc"), 0)
-		if !errors.Is(err, nvcore.ErrIO) || !strings.Contains(err.Error(), "3 bytes were written, but the write protection could not be restored") {
+		if !errors.Is(err, nvcore.ErrIO) || errors.Is(err, nvcore.ErrReadOnly) || !strings.Contains(err.Error(), "3 bytes were written, but the write protection could not be restored") {
 			t.Errorf("write: %v", err)
 		}
 		os.Remove(fro)
