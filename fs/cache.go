@@ -105,28 +105,29 @@ func notifyContent(in *gofs.Inode, off, n int64) {
 // written is called by a handler after a write of n bytes at off of the
 // memory went through self (nil for an attribute file's own write) and
 // succeeded. On a cached device it drops the pages of the other files
-// that hold those bytes, then those of self.
+// that hold those bytes; self's the kernel has written through already
+// (a bit field reads back exactly what was written: the core refuses
+// bits above the field).
 //
 // The write returns once the others' pages are dropped, so that no read
 // returns bytes older than a write that returned — when waiting cannot
 // hang: the drop waits for the locked pages of the writes and reads in
-// flight, and a write holds its own file's pages locked until it returns.
-// So the handler waits only if its notification is the first in the
-// device's queue (none posted earlier can be waiting for its pages) and no
-// other write of the device is in its handler (the other writes, seeing
-// it, do not wait, and so release their pages), and never for its own
-// file, whose pages the kernel has written through already (ownPages asks
-// for them to be dropped too, after, for a bit field that reads back
-// masked); a write that does not wait has the pages dropped a moment
-// later.
-func (df *devFiles) written(self *gofs.Inode, off, n int64, ownPages bool) {
+// flight, and a write may hold a page of its own file locked (one not yet
+// up to date) until it returns. So the handler waits only if nothing is
+// queued before its notification but drops of single other inodes (none
+// of them can wait for its pages: postFirst), and no other write of the
+// device is in its handler (the other writes, seeing it, do not wait, and
+// so release their pages); a write that does not wait has the pages
+// dropped a moment later: two writes of one device at once, or a write
+// that returns while its device is being detached.
+func (df *devFiles) written(self *gofs.Inode, off, n int64) {
 	if !df.dev.Cached() || n <= 0 {
 		return
 	}
 	others := df.overlapping(self, off, n)
 	if len(others) > 0 {
 		nvmem := df.dir.GetChild("nvmem")
-		done, first := df.fs.postFirst(df.dev, func() {
+		done, first := df.fs.postFirst(df.dev, self, func() {
 			for _, in := range others {
 				// Of nvmem only the pages that hold the bytes written:
 				// a cell write must not empty the cache of a large
@@ -144,8 +145,15 @@ func (df *devFiles) written(self *gofs.Inode, off, n int64, ownPages bool) {
 			<-done
 		}
 	}
-	if ownPages && self != nil {
-		df.fs.post(df.dev, func() { self.NotifyContent(0, 0) })
+}
+
+// failed is called by a handler whose write of n bytes at off through
+// self was refused. The kernel had put the bytes in self's pages: write(2)
+// marks them stale when the WRITE fails, but writeback from a shared
+// mapping does not, and they would be served as if the memory held them.
+func (df *devFiles) failed(self *gofs.Inode, off, n int64) {
+	if df.dev.Cached() && n > 0 {
+		df.fs.postOnly(df.dev, self, func() { notifyContent(self, off, n) })
 	}
 }
 
@@ -210,7 +218,7 @@ func (f *FS) dropPages(d *nvcore.Device, dir *gofs.Inode) {
 // not be the text the attribute shows.
 func (df *devFiles) textChanged(self *gofs.Inode) {
 	if df.fs.cacheAll {
-		df.fs.post(df.dev, func() { self.NotifyContent(0, 0) })
+		df.fs.postOnly(df.dev, self, func() { self.NotifyContent(0, 0) })
 	}
 }
 
@@ -219,6 +227,6 @@ func (df *devFiles) textChanged(self *gofs.Inode) {
 // reach us (checkAccess), which cached pages would skip.
 func (df *devFiles) chmodded(in *fuse.SetAttrIn, self *gofs.Inode) {
 	if df.fs.cacheAll && in.Valid&fuse.FATTR_MODE != 0 {
-		df.fs.post(df.dev, func() { self.NotifyContent(0, 0) })
+		df.fs.postOnly(df.dev, self, func() { self.NotifyContent(0, 0) })
 	}
 }

@@ -76,6 +76,19 @@ type notifyQueue struct {
 type queued struct {
 	fn   func()
 	done chan struct{}
+	// only, if set, is the one inode whose pages fn drops: a write to
+	// another file of the device may wait behind it (postFirst).
+	only *gofs.Inode
+	// self is the file whose write posted fn and may wait for it.
+	self *gofs.Inode
+}
+
+// derefQueued is the notification running, as a list of none or one.
+func derefQueued(e *queued) []queued {
+	if e == nil {
+		return nil
+	}
+	return []queued{*e}
 }
 
 // entryTimeout lets the kernel cache names and attributes briefly; removal
@@ -222,12 +235,28 @@ func (f *FS) stopNotifier() {
 // would hang. Once the mount is gone, fn runs on a goroutine of its own.
 func (f *FS) post(d *nvcore.Device, fn func()) { f.postQueued(d, queued{fn: fn}) }
 
+// queueBusy reports whether d's notification queue has work queued or
+// running (tests use it to order a step after a notification).
+func (f *FS) queueBusy(d *nvcore.Device) bool {
+	f.postMu.Lock()
+	defer f.postMu.Unlock()
+	q := f.queues[d]
+	return q != nil && (q.current != nil || len(q.fns) > 0)
+}
+
+// postOnly is post for a notification that drops the pages of one inode
+// and touches nothing else.
+func (f *FS) postOnly(d *nvcore.Device, in *gofs.Inode, fn func()) {
+	f.postQueued(d, queued{fn: fn, only: in})
+}
+
 // postFirst is post, and returns a channel closed once fn has run, and
-// whether fn is the first of d's queue: nothing queued or running before
-// it, so that fn waits for nothing posted earlier.
-func (f *FS) postFirst(d *nvcore.Device, fn func()) (done <-chan struct{}, first bool) {
+// whether a write through self may wait for it: nothing is queued or
+// running before it but drops of single inodes other than self, none of
+// which can wait for the pages that write holds.
+func (f *FS) postFirst(d *nvcore.Device, self *gofs.Inode, fn func()) (done <-chan struct{}, first bool) {
 	ch := make(chan struct{})
-	return ch, f.postQueued(d, queued{fn: fn, done: ch})
+	return ch, f.postQueued(d, queued{fn: fn, done: ch, self: self})
 }
 
 func (f *FS) postQueued(d *nvcore.Device, e queued) (first bool) {
@@ -247,7 +276,12 @@ func (f *FS) postQueued(d *nvcore.Device, e queued) (first bool) {
 		q = &notifyQueue{}
 		f.queues[d] = q
 	}
-	first = len(q.fns) == 0 && q.current == nil
+	first = e.done != nil
+	for _, ahead := range append(q.fns, derefQueued(q.current)...) {
+		if ahead.only == nil || ahead.only == e.self {
+			first = false
+		}
+	}
 	q.fns = append(q.fns, e)
 	if !q.running {
 		q.running = true

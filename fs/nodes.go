@@ -93,7 +93,12 @@ func (n *nvmemFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, of
 	return fuse.ReadResultData(dest[:c]), 0
 }
 
-func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (done uint32, errno syscall.Errno) {
+	defer func() {
+		if errno != 0 {
+			n.files.failed(n.EmbeddedInode(), off+int64(done), int64(len(data))-int64(done))
+		}
+	}()
 	if e := n.files.checkAccess(syscall.O_WRONLY, n.perm(n.dev.Mode(), n.born)); e != 0 {
 		return 0, e
 	}
@@ -101,7 +106,7 @@ func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, o
 	defer n.files.writes.Add(-1)
 	c, err := n.dev.SysfsWrite(data, off)
 	if c > 0 {
-		n.files.written(n.EmbeddedInode(), off, int64(c), false)
+		n.files.written(n.EmbeddedInode(), off, int64(c))
 	}
 	return uint32(c), toErrno(err)
 }
@@ -319,7 +324,12 @@ func (c *cellFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 }
 
 // Write replaces the whole cell: the write must start at 0 and cover it.
-func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, off int64) (done uint32, errno syscall.Errno) {
+	defer func() {
+		if errno != 0 {
+			c.files.failed(&c.Inode, off, int64(len(data)))
+		}
+	}()
 	if c.cell.Device().Gone() {
 		return 0, syscall.ENODEV
 	}
@@ -338,9 +348,9 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 		return 0, toErrno(err)
 	}
 	// The kernel wrote the bytes given into the cell's own pages, which
-	// is what the cell reads back, except for a bit field (masked).
+	// is what the cell reads back.
 	info := c.cell.Info()
-	c.files.written(&c.Inode, info.Offset, int64(info.Bytes), info.NBits != 0)
+	c.files.written(&c.Inode, info.Offset, int64(info.Bytes))
 	return uint32(len(data)), 0
 }
 
