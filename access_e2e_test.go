@@ -225,6 +225,17 @@ func TestAccessModes(t *testing.T) {
 	// env: nvmem is the owner's (0600): the owner reads and edits it.
 	wantContains(t, "env as the owner", mustOK(t, u.run(t, nvmemfsBin, "env", "-m", mnt, "env")).stdout, "ethaddr=", "serial#=NVM2611250001")
 	mustOK(t, u.run(t, nvmemfsBin, "env", "-m", mnt, "env", "set", "owner", "yes"))
+	// The owner may not undo the modes the SPEC gave: chmod and chgrp are
+	// root's (and the server's user's), as on sysfs, where root owns all.
+	for _, args := range [][]string{
+		{"chmod", "0666", filepath.Join(mnt, "env/nvmem")},
+		{"chmod", "0644", cellFile(t, mnt, "env", "ethaddr")},
+		{"chgrp", u.name, filepath.Join(mnt, "env/force_ro")},
+	} {
+		wantContains(t, args[0]+" as the owner", mustFail(t, u.run(t, args[0], args[1:]...)), "Operation not permitted")
+	}
+	mustOK(t, runCmd(t, cmdOpts{}, "chmod", "0640", filepath.Join(mnt, "env/nvmem")))
+	mustOK(t, runCmd(t, cmdOpts{}, "chmod", "0600", filepath.Join(mnt, "env/nvmem")))
 	wantContains(t, "env after the owner's edit", mustOK(t, nv(t, "env", "-m", mnt, "env")).stdout, "owner=yes")
 	// Writing needs write access: the user may not edit the ONIE EEPROM,
 	// and the board's serial number only through the group's write bit.

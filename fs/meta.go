@@ -77,6 +77,21 @@ func (m *meta) fill(out *fuse.Attr, mode uint32, born time.Time) {
 // setattr applies chmod, chown and utimes as kernfs does (kernfs_setattr);
 // a size is ignored: the nodes have a fixed size (SPEC 3). The kernel has
 // checked the caller's right to each change (default_permissions).
+// ownershipRefused refuses a chmod, chown or chgrp by anyone but root and
+// the server's user. On sysfs only root may, because root owns every file;
+// here owner= may give a file to another user, whom the kernel then lets
+// chmod it, and a chmod would undo the modes the SPEC gave (a write bit
+// on a nvmem that mode= made read-only for that user).
+func ownershipRefused(ctx context.Context, in *fuse.SetAttrIn) syscall.Errno {
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) == 0 {
+		return 0
+	}
+	if caller, ok := fuse.FromContext(ctx); ok && caller.Uid != 0 && int(caller.Uid) != os.Geteuid() {
+		return syscall.EPERM
+	}
+	return 0
+}
+
 func (m *meta) setattr(in *fuse.SetAttrIn, mode uint32, born time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

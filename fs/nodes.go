@@ -122,6 +122,9 @@ func (n *nvmemFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.Set
 	if n.dev.Gone() {
 		return syscall.ENODEV
 	}
+	if e := ownershipRefused(ctx, in); e != 0 {
+		return e
+	}
 	n.setattr(in, n.dev.Mode(), n.born)
 	n.files.chmodded(in, n.EmbeddedInode())
 	fileAttr(&out.Attr, &n.meta, n.dev.Mode(), n.dev.Size(), n.born)
@@ -210,6 +213,9 @@ func (a *attrFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 }
 
 func (a *attrFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if e := ownershipRefused(ctx, in); e != 0 {
+		return e
+	}
 	a.setattr(in, a.mode, a.born)
 	a.files.chmodded(in, a.EmbeddedInode())
 	return a.Getattr(ctx, nil, out)
@@ -360,6 +366,9 @@ func (c *cellFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 }
 
 func (c *cellFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if e := ownershipRefused(ctx, in); e != 0 {
+		return e
+	}
 	c.setattr(in, c.mode, c.born)
 	c.files.chmodded(in, &c.Inode)
 	return c.Getattr(ctx, nil, out)
@@ -392,6 +401,9 @@ func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 
 // Setattr takes chmod, chown and utimes, as kernfs does for folders too.
 func (d *dirNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if e := ownershipRefused(ctx, in); e != 0 {
+		return e
+	}
 	d.setattr(in, 0o755, d.born)
 	return d.Getattr(ctx, nil, out)
 }
