@@ -224,7 +224,11 @@ func TestAccessModes(t *testing.T) {
 	wantContains(t, "tlv as root", mustOK(t, nv(t, "tlv", "-m", mnt, "onie")).stdout, "Part Number", "Checksum is valid.")
 	// env: nvmem is the owner's (0600): the owner reads and edits it.
 	wantContains(t, "env as the owner", mustOK(t, u.run(t, nvmemfsBin, "env", "-m", mnt, "env")).stdout, "ethaddr=", "serial#=NVM2611250001")
-	mustOK(t, u.run(t, nvmemfsBin, "env", "-m", mnt, "env", "set", "owner", "yes"))
+	// Its SPEC (where the copies are) is root's to ask the server for: a
+	// write without it would guess, and is refused; with it, it goes.
+	wantContains(t, "env set as the owner, geometry unknown", mustFail(t, u.run(t, nvmemfsBin, "env", "-m", mnt, "env", "set", "owner", "yes")),
+		"known only to root and the user who mounted it", "nothing written")
+	mustOK(t, u.run(t, nvmemfsBin, "env", "-m", mnt, "--redundant", "--env-size", "0x2000", "env", "set", "owner", "yes"))
 	// The owner may not undo the modes the SPEC gave: chmod and chgrp are
 	// root's (and the server's user's), as on sysfs, where root owns all.
 	for _, args := range [][]string{

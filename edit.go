@@ -247,6 +247,17 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 	return found, nil
 }
 
+// envGeometryGiven reports whether the command's flags say where the
+// environment is.
+func envGeometryGiven(c *cli.Context) bool {
+	for _, f := range []string{"env-size", "redundant", "env-offset", "env-offset2"} {
+		if c.IsSet(f) {
+			return true
+		}
+	}
+	return false
+}
+
 func envCmd(c *cli.Context) error {
 	t, f, size, op, err := openEdit(c, "NAME", "unset")
 	if fromCells(t, op, err) {
@@ -257,8 +268,19 @@ func envCmd(c *cli.Context) error {
 	}
 	defer f.Close()
 	write := len(op) > 0
+	// Who may not ask the server (its socket is root's and the mounting
+	// user's) does not know how the device was attached: its env-size,
+	// env-offset, env-offset2, flags and erase size. Reading may guess
+	// from the content; writing with a guess could pick the wrong copy.
+	unknown := !t.image && t.info == nil && !envGeometryGiven(c)
+	if write && unknown {
+		return fmt.Errorf("%s: how the device was attached (its SPEC's env-size, env-offset, env-offset2, env-flags) is known only to root and the user who mounted it; give --env-size, --redundant, --env-offset, --env-offset2 and --env-flags as in its SPEC; nothing written", c.Args().First())
+	}
 	cfg, err := envConfig(c, t, f, size)
 	if err != nil {
+		if unknown {
+			err = fmt.Errorf("%w; its SPEC is known only to root and the user who mounted it: give --env-size, --env-offset as in it", err)
+		}
 		return err
 	}
 	env, loadErr := layouts.LoadEnv(f, size, cfg)
