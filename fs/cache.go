@@ -82,6 +82,9 @@ func (df *devFiles) checkAccess(acc, mode uint32) syscall.Errno {
 	if !df.fs.cacheAll {
 		return 0
 	}
+	if df.dev.Gone() {
+		return syscall.ENODEV // before the mode, as sysfs's open answers
+	}
 	return accessCheck(acc, mode)
 }
 

@@ -308,6 +308,13 @@ func (d *Device) geometry() error {
 		return fmt.Errorf("%w: block %s: logical block size %d", nvcore.ErrInvalid, d.path, bs)
 	}
 	d.bs = int(bs)
+	if tail := d.devSize % int64(bs); tail != 0 {
+		// The kernel refuses I/O on a part of a logical block (a loop
+		// device of 4096-byte sectors over an image of 64 KiB + 512):
+		// only whole blocks are served.
+		slog.Warn("block: the device ends inside a logical block; served up to its last whole block", "device", d.path, "size", d.devSize, "block", bs, "left_out", tail)
+		d.devSize -= tail
+	}
 	var ro int32
 	if err := d.ioctlPtr(unix.BLKROGET, unsafe.Pointer(&ro)); err != nil {
 		return fmt.Errorf("block %s: BLKROGET: %w", d.path, err)

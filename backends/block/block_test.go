@@ -87,6 +87,26 @@ func TestGeometry(t *testing.T) {
 	}
 }
 
+// TestPartialLastBlock: a device that ends inside a logical block (4096-byte
+// sectors over 64 KiB + 512 bytes; the kernel reports the odd size) is
+// served up to its last whole block, where every read and write works;
+// the kernel refuses I/O on the part.
+func TestPartialLastBlock(t *testing.T) {
+	content := pattern(7, 64<<10+512)
+	dev := looptest.Attach(t, looptest.Image(t, content), "--sector-size", "4096")
+	d := openDevice(t, Options{Path: dev})
+	if d.Size() != 64<<10 {
+		t.Fatalf("size %d, want %d (the whole 4096-byte blocks)", d.Size(), 64<<10)
+	}
+	got := make([]byte, 10)
+	if n, err := d.ReadAt(got, d.Size()-10); err != nil || n != 10 || !bytes.Equal(got, content[d.Size()-10:d.Size()]) {
+		t.Errorf("read of the last 10 bytes: %d, %v", n, err)
+	}
+	if n, err := d.WriteAt([]byte("END"), d.Size()-3); err != nil || n != 3 {
+		t.Errorf("write of the last 3 bytes: %d, %v", n, err)
+	}
+}
+
 // TestUnalignedWrites: writes of any length at any offset, through the
 // core, land exactly there (the rest of each touched block kept), as the
 // image behind the loop device shows; reads at any offset return the
