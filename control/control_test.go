@@ -1,9 +1,11 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -173,6 +175,11 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 	useRuntimeBase(t)
 	mnt := t.TempDir()
 	startServer(t, mnt)
+	// The server's log says when its accept failed.
+	var logged lockedBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -228,6 +235,27 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 	if _, err := Call(mnt, Request{Op: "ls"}); err != nil {
 		t.Errorf("ls after running out of descriptors: %v", err)
 	}
+	if !strings.Contains(logged.String(), "too many open files") {
+		t.Errorf("the server's accept never ran out of descriptors; its log:\n%s", logged.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a log handler and the test share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // A request larger than the bound is refused with a reason; the server
