@@ -105,15 +105,19 @@ type Options struct {
 
 // Device is a read-write window of a block device.
 type Device struct {
-	path     string // as resolved: the device node
-	fd       int
-	devSize  int64 // the whole device
-	offset   int64 // the window
-	size     int64
-	bs       int    // logical block size
-	xfer     int    // transfer size, a multiple of bs
-	sysDev   string // /sys/dev/block/MAJ:MIN, or "" if sysfs does not know it
-	sysDir   string // the directory that link resolves to
+	path    string // as resolved: the device node
+	fd      int
+	devSize int64 // the whole device
+	offset  int64 // the window
+	size    int64
+	bs      int    // logical block size
+	xfer    int    // transfer size, a multiple of bs
+	sysDev  string // /sys/dev/block/MAJ:MIN, or "" if sysfs does not know it
+	sysDir  string // the directory that link resolves to
+	// diskseq is the kernel's sequence number of the disk at open ("" on
+	// kernels before 5.15): a medium unplugged and plugged back between
+	// two polls may get the same MAJ:MIN, never the same diskseq.
+	diskseq  string
 	forceRO  string // the force_ro attribute to lift around writes, or ""
 	poll     time.Duration
 	readOnly string // why the device is read-only, or ""
@@ -277,6 +281,7 @@ func (d *Device) findSysfs(root string, rdev uint64) {
 		return
 	}
 	d.sysDev, d.sysDir = link, dir
+	d.diskseq = d.readDiskseq()
 	if exists(filepath.Join(dir, "force_ro")) {
 		d.forceRO = filepath.Join(dir, "force_ro")
 	} else if exists(filepath.Join(dir, "partition")) && exists(filepath.Join(filepath.Dir(dir), "force_ro")) {
@@ -547,8 +552,27 @@ func (d *Device) gone() bool {
 	if _, err := os.Stat(d.sysDev); errors.Is(err, os.ErrNotExist) {
 		return true
 	}
+	if d.diskseq != "" {
+		if seq := d.readDiskseq(); seq != "" && seq != d.diskseq {
+			return true // another disk under the same numbers
+		}
+	}
 	b, err := os.ReadFile(filepath.Join(d.sysDir, "size"))
 	return err == nil && strings.TrimSpace(string(b)) == "0"
+}
+
+// readDiskseq reads the disk's diskseq: the device's own, or for a
+// partition its disk's; "" if sysfs has none.
+func (d *Device) readDiskseq() string {
+	dir := d.sysDir
+	if exists(filepath.Join(dir, "partition")) {
+		dir = filepath.Dir(dir)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "diskseq"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // lift writes 0 to force_ro if it reads 1. mu is held.

@@ -497,12 +497,17 @@ func waitGone(t *testing.T, d *nvcore.Device) {
 
 // TestGoneWatcher: when the kernel's device leaves sysfs, the provider
 // reports it gone by itself, and the core removes it; a medium removed
-// (size 0) likewise.
+// (size 0) likewise, and a disk of another diskseq under the same numbers
+// (the old one unplugged and a new one plugged in between two polls).
 func TestGoneWatcher(t *testing.T) {
-	for _, how := range []string{"removed", "no medium"} {
+	for _, how := range []string{"removed", "no medium", "another disk"} {
 		t.Run(how, func(t *testing.T) {
 			dev := looptest.Attach(t, looptest.Image(t, make([]byte, 64<<10)))
 			root, fro := looptest.FakeSysfs(t, dev, "")
+			seq := filepath.Join(filepath.Dir(fro), "diskseq")
+			if err := os.WriteFile(seq, []byte("41\n"), 0o444); err != nil {
+				t.Fatal(err)
+			}
 			p := openDevice(t, Options{Path: dev, SysfsRoot: root, PollInterval: 10 * time.Millisecond})
 			reg := nvcore.NewRegistry()
 			defer reg.RemoveAll()
@@ -514,10 +519,14 @@ func TestGoneWatcher(t *testing.T) {
 			if d.Gone() {
 				t.Fatal("removed while present")
 			}
-			if how == "removed" {
+			switch how {
+			case "removed":
 				os.RemoveAll(filepath.Dir(fro))
-			} else {
+			case "no medium":
 				os.WriteFile(filepath.Join(filepath.Dir(fro), "size"), []byte("0\n"), 0o644)
+			default: // unplugged and plugged back between two polls
+				os.Remove(seq)
+				os.WriteFile(seq, []byte("42\n"), 0o444)
 			}
 			waitGone(t, d)
 		})
