@@ -3,6 +3,7 @@ package fs
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,22 +55,49 @@ var modes = []testMode{
 var mode = modes[0]
 
 // TestMain runs every test once in each mode; NVMEMFS_FS_MODES (a
-// comma-separated list of names) picks some.
+// comma-separated list of names) picks some. The -timeout is shared out
+// between the modes (each run of the tests arms it anew, and the go
+// command kills the binary, without the stacks a hang needs, a minute
+// after the whole -timeout); -failfast stops at the first mode that fails.
 func TestMain(m *testing.M) {
+	flag.Parse()
 	want := os.Getenv("NVMEMFS_FS_MODES")
-	code := 0
+	var run []testMode
 	for _, md := range modes {
-		if want != "" && !strings.Contains(","+want+",", ","+md.name+",") {
-			continue
+		if want == "" || strings.Contains(","+want+",", ","+md.name+",") {
+			run = append(run, md)
+		}
+	}
+	total, _ := flagValue("test.timeout").(time.Duration)
+	failfast, _ := flagValue("test.failfast").(bool)
+	deadline := time.Now().Add(total)
+	code := 0
+	for i, md := range run {
+		if total > 0 {
+			share := time.Until(deadline) / time.Duration(len(run)-i)
+			flag.Set("test.timeout", share.String())
 		}
 		mode = md
 		fmt.Printf("=== mode %s\n", md.name)
 		if c := m.Run(); c != 0 {
 			fmt.Printf("=== mode %s failed\n", md.name)
 			code = c
+			if failfast {
+				break
+			}
 		}
 	}
 	os.Exit(code)
+}
+
+// flagValue is the value of a flag the testing package defines, or nil.
+func flagValue(name string) any {
+	if f := flag.Lookup(name); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			return g.Get()
+		}
+	}
+	return nil
 }
 
 // cacheable says whether a device configured as cfg can be cached.
