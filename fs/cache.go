@@ -77,15 +77,17 @@ func (df *devFiles) flush() syscall.Errno {
 
 // checkAccess refuses, in CacheAll mode, a read or write that open would
 // have refused on sysfs (the mode bits, for root too): there is no open
-// to refuse it. acc is O_RDONLY for a read, O_WRONLY for a write.
-func (df *devFiles) checkAccess(acc, mode uint32) syscall.Errno {
+// to refuse it. acc is O_RDONLY for a read, O_WRONLY for a write; the
+// file's mode is m's (mode and born its defaults), read only in that mode:
+// every read of the other modes passes here, and needs no lock.
+func (df *devFiles) checkAccess(acc uint32, m *meta, mode uint32, born time.Time) syscall.Errno {
 	if !df.fs.cacheAll {
 		return 0
 	}
 	if df.dev.Gone() {
 		return syscall.ENODEV // before the mode, as sysfs's open answers
 	}
-	return accessCheck(acc, mode)
+	return accessCheck(acc, m.perm(mode, born))
 }
 
 // invalidate drops the kernel's cached pages and attributes of each inode.

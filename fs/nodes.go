@@ -83,7 +83,7 @@ func (n *nvmemFile) Flush(ctx context.Context, _ gofs.FileHandle) syscall.Errno 
 }
 
 func (n *nvmemFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if e := n.files.checkAccess(syscall.O_RDONLY, n.perm(n.dev.Mode(), n.born)); e != 0 {
+	if e := n.files.checkAccess(syscall.O_RDONLY, &n.meta, n.dev.Mode(), n.born); e != 0 {
 		return nil, e
 	}
 	c, err := n.dev.SysfsRead(dest, off)
@@ -99,7 +99,7 @@ func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, o
 			n.files.failed(n.EmbeddedInode(), off+int64(done), int64(len(data))-int64(done))
 		}
 	}()
-	if e := n.files.checkAccess(syscall.O_WRONLY, n.perm(n.dev.Mode(), n.born)); e != 0 {
+	if e := n.files.checkAccess(syscall.O_WRONLY, &n.meta, n.dev.Mode(), n.born); e != 0 {
 		return 0, e
 	}
 	n.files.writes.Add(1)
@@ -175,7 +175,7 @@ func (a *attrFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 	if a.dev.Gone() {
 		return nil, syscall.ENODEV
 	}
-	if e := a.files.checkAccess(syscall.O_RDONLY, a.perm(a.mode, a.born)); e != 0 {
+	if e := a.files.checkAccess(syscall.O_RDONLY, &a.meta, a.mode, a.born); e != 0 {
 		return nil, e
 	}
 	text := a.show(a.dev)
@@ -189,7 +189,7 @@ func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if a.dev.Gone() {
 		return 0, syscall.ENODEV
 	}
-	if e := a.files.checkAccess(syscall.O_WRONLY, a.perm(a.mode, a.born)); e != 0 {
+	if e := a.files.checkAccess(syscall.O_WRONLY, &a.meta, a.mode, a.born); e != 0 {
 		return 0, e
 	}
 	// An attribute without a store opens for writing once chmod gave it a
@@ -313,7 +313,7 @@ func (c *cellFile) Flush(ctx context.Context, _ gofs.FileHandle) syscall.Errno {
 }
 
 func (c *cellFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if e := c.files.checkAccess(syscall.O_RDONLY, c.perm(c.mode, c.born)); e != 0 {
+	if e := c.files.checkAccess(syscall.O_RDONLY, c.meta, c.mode, c.born); e != 0 {
 		return nil, e
 	}
 	v, err := c.cell.Read()
@@ -339,7 +339,7 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 	if c.cell.Device().Gone() {
 		return 0, syscall.ENODEV
 	}
-	if e := c.files.checkAccess(syscall.O_WRONLY, c.perm(c.mode, c.born)); e != 0 {
+	if e := c.files.checkAccess(syscall.O_WRONLY, c.meta, c.mode, c.born); e != 0 {
 		return 0, e
 	}
 	if c.files.fs.cacheAll && !c.cell.Plain() {
