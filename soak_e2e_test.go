@@ -316,6 +316,19 @@ func (l *soakIncarnations) candidates(dev string, t0, t1 int64) []uint64 {
 	return seeds
 }
 
+// endedBefore reports whether dev's incarnation seed was detached (its
+// detach had returned) before t.
+func (l *soakIncarnations) endedBefore(dev string, seed uint64, t int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, inc := range l.byDev[dev] {
+		if inc.seed == seed {
+			return inc.to != 0 && inc.to < t
+		}
+	}
+	return false
+}
+
 // soakVerdict is the judgement of one read.
 type soakVerdict struct {
 	// fits lists the incarnations whose content the bytes match (several
@@ -939,6 +952,9 @@ func (r *soakPreader) read(tool string, d *soakDev, path string, held bool, off 
 		return
 	}
 	switch {
+	case errno == 0 && h.seed != 0 && r.incs.endedBefore(d.Name, h.seed, t0):
+		// Bytes or none (a read at the end): either way not ENODEV.
+		r.tally.fail("%s: a descriptor of incarnation %x, detached before this read began, read %d bytes; want ENODEV", what, h.seed, got)
 	case errno == 0 && len(fits) > 0 && h.seed != 0 && !slices.Contains(fits, h.seed):
 		r.tally.fail("%s: a descriptor that read incarnation %x returned the bytes of %x", what, h.seed, fits)
 	case errno == 0 && len(fits) == 1:

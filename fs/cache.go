@@ -100,7 +100,8 @@ func invalidate(inodes []*gofs.Inode) {
 }
 
 // notifyContent drops the kernel's cached pages of in that hold [off,
-// off+n) (all of them for n 0), and its attributes.
+// off+n) (all of them for n 0; none for a negative off), and its
+// attributes.
 func notifyContent(in *gofs.Inode, off, n int64) {
 	if errno := in.NotifyContent(off, n); errno != 0 && errno != syscall.ENOENT && errno != syscall.EBADF {
 		slog.Warn("drop cached pages", "inode", in.StableAttr().Ino, "err", errno)
@@ -205,17 +206,25 @@ func files(dir *gofs.Inode) []*gofs.Inode {
 	return list
 }
 
-// dropPages, on the device's queue during its removal, drops the cached
-// pages of all its files, so that reads come to us and get ENODEV. A
-// READ answered just before the removal may still be on its way into the
-// cache: the pages are dropped once more a little later.
-func (f *FS) dropPages(d *nvcore.Device, dir *gofs.Inode) {
-	if !d.Cached() {
-		return
-	}
+// revokeFiles, on the device's queue during its removal, makes the kernel
+// ask us again about every file of the device: it drops their cached
+// attributes (see gone.go), and on a cached device their pages, so that
+// reads come to us and get ENODEV. A READ or GETATTR answered just before
+// the removal may still be on its way into the kernel's caches: they are
+// dropped once more a little later.
+func (f *FS) revokeFiles(d *nvcore.Device, dir *gofs.Inode) {
 	list := files(dir)
-	invalidate(list)
-	time.AfterFunc(50*time.Millisecond, func() { f.post(d, func() { invalidate(list) }) })
+	pages := int64(0)
+	if !d.Cached() {
+		pages = -1 // the attributes only
+	}
+	revoke := func() {
+		for _, in := range list {
+			notifyContent(in, pages, 0)
+		}
+	}
+	revoke()
+	time.AfterFunc(50*time.Millisecond, func() { f.post(d, revoke) })
 }
 
 // textChanged drops, in CacheAll mode, the page of an attribute file whose

@@ -204,10 +204,14 @@ func (f *FS) cellLeft(d *nvcore.Device, c *nvcore.Cell) {
 		}
 		cellsIn.Operations().(*cellsDir).forget(c)
 		// A descriptor still open on the cell must get ENODEV, not the
-		// pages it cached.
-		if in := cellsIn.GetChild(c.FileName()); in != nil && d.Cached() {
+		// pages or the size the kernel cached (see gone.go).
+		if in := cellsIn.GetChild(c.FileName()); in != nil {
 			if cf, ok := in.Operations().(*cellFile); ok && cf.cell == c {
-				in.NotifyContent(0, 0)
+				pages := int64(0)
+				if !d.Cached() {
+					pages = -1 // the attributes only
+				}
+				notifyContent(in, pages, 0)
 			}
 		}
 		// ENOENT: the kernel had not cached the name. Nothing to drop.

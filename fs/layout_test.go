@@ -116,6 +116,15 @@ func TestCellsFollowContent(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// By now the kernel has dropped what it knew of the cell's file
+	// (the notifier drops the size before the name): the descriptor gets
+	// what one of a removed sysfs file gets, at the end too.
+	t.Run("as-sysfs", func(t *testing.T) {
+		want := kernfsAfterRemoval(t)
+		if got := afterRemoval(int(leaving.Fd()), 1); got != want {
+			t.Errorf("a cell that left, through an earlier descriptor:\n got  %s\n want %s (sysfs)", got, want)
+		}
+	})
 
 	// Content that does not parse: no cells, and no cells/ either.
 	writeAt(0xff)

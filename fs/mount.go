@@ -171,7 +171,7 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 	if !o.Debug {
 		opts.Logger = log.New(slogWriter{}, "", 0)
 	}
-	server, err := gofs.Mount(dir, f.root, opts)
+	server, err := serve(dir, f.root, opts)
 	if err != nil {
 		f.stopNotifier()
 		return nil, fmt.Errorf("mount %s: %w", dir, fusermountError(err))
@@ -382,9 +382,9 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 	if child == nil {
 		return
 	}
-	// Pages of a cached device would go on answering reads after the
-	// device is gone.
-	f.dropPages(d, child)
+	// Pages of a cached device, and the sizes of every file, would go on
+	// answering reads after the device is gone.
+	f.revokeFiles(d, child)
 	// The kernel would keep the inodes of nvmem, type and the cell files
 	// cached (and go-fuse their nodes, and through them the device and its
 	// provider) until memory ran short: tell it each one is deleted, and

@@ -113,6 +113,7 @@ func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, o
 
 func (n *nvmemFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fileAttr(&out.Attr, &n.meta, n.dev.Mode(), n.dev.Size(), n.born)
+	markGone(out, n.dev.Gone())
 	return 0
 }
 
@@ -127,8 +128,7 @@ func (n *nvmemFile) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.Set
 	}
 	n.setattr(in, n.dev.Mode(), n.born)
 	n.files.chmodded(in, n.EmbeddedInode())
-	fileAttr(&out.Attr, &n.meta, n.dev.Mode(), n.dev.Size(), n.born)
-	return 0
+	return n.Getattr(ctx, nil, out)
 }
 
 func (n *nvmemFile) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) syscall.Errno {
@@ -209,6 +209,7 @@ func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 
 func (a *attrFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fileAttr(&out.Attr, &a.meta, a.mode, int64(len(a.show(a.dev))), a.born)
+	markGone(out, a.dev.Gone())
 	return 0
 }
 
@@ -362,6 +363,7 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 
 func (c *cellFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fileAttr(&out.Attr, c.meta, c.mode, int64(c.cell.Size()), c.born)
+	markGone(out, c.cell.Device().Gone() || c.cell.Retired())
 	return 0
 }
 
