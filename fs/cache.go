@@ -90,18 +90,10 @@ func (df *devFiles) checkAccess(acc uint32, m *meta, mode uint32, born time.Time
 	return accessCheck(acc, m.perm(mode, born))
 }
 
-// invalidate drops the kernel's cached pages and attributes of each inode.
-// It runs on the device's queue only. ENOENT means the kernel has no such
-// inode cached: nothing to drop; EBADF, that the mount is gone.
-func invalidate(inodes []*gofs.Inode) {
-	for _, in := range inodes {
-		notifyContent(in, 0, 0)
-	}
-}
-
 // notifyContent drops the kernel's cached pages of in that hold [off,
 // off+n) (all of them for n 0; none for a negative off), and its
-// attributes.
+// attributes. It runs on the device's queue only. ENOENT means the kernel
+// has no such inode cached: nothing to drop; EBADF, that the mount is gone.
 func notifyContent(in *gofs.Inode, off, n int64) {
 	if errno := in.NotifyContent(off, n); errno != 0 && errno != syscall.ENOENT && errno != syscall.EBADF {
 		slog.Warn("drop cached pages", "inode", in.StableAttr().Ino, "err", errno)
