@@ -425,8 +425,13 @@ func TestCacheAllRefusesUncacheable(t *testing.T) {
 	if f, err := Mount(t.TempDir(), reg, Options{CacheAll: true}); err == nil {
 		f.Unmount()
 		t.Fatal("CacheAll mounted a registry with an uncached device")
-	} else {
-		t.Logf("refused: %v", err)
+	} else if !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "plain was attached without cache") {
+		t.Errorf("refused: %v; want ErrInvalid naming plain", err)
+	}
+	// The refusal changed nothing: the registry still takes an uncached
+	// device.
+	if d, err := reg.Register(nvcore.Config{Name: "plain2"}, nvcoretest.NewMemory(make([]byte, 64))); err != nil || d.Cached() {
+		t.Errorf("after the refused mount: %v, cached %v; want an uncached device", err, d != nil && d.Cached())
 	}
 	reg.RemoveAll()
 

@@ -117,12 +117,9 @@ func Mount(dir string, reg *nvcore.Registry, o Options) (*FS, error) {
 		}
 	}
 	if o.CacheAll {
-		for _, d := range reg.Devices() {
-			if !d.Cached() {
-				return nil, fmt.Errorf("mount %s: every device is cached, and %s was attached without cache", dir, d.Name())
-			}
+		if err := reg.CacheAll(); err != nil {
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
-		reg.CacheAll()
 	}
 	f := &FS{
 		reg:      reg,

@@ -207,3 +207,55 @@ func (countLayout) Cells(r io.ReaderAt, size int64) ([]nvcore.CellInfo, error) {
 	}
 	return cells, nil
 }
+
+// TestCacheAllIsOneStep: CacheAll refuses, and changes nothing, while an
+// uncached device is registered; and a device whose registration began
+// before CacheAll and publishes after it (here: while its layout parses)
+// is refused, not published uncached into a registry that caches all.
+func TestCacheAllIsOneStep(t *testing.T) {
+	reg := nvcore.NewRegistry()
+	if _, err := reg.Register(nvcore.Config{Name: "plain"}, nvcoretest.NewMemory(make([]byte, 16))); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.CacheAll(); !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "plain was attached without cache") {
+		t.Fatalf("CacheAll with an uncached device: %v; want ErrInvalid naming it", err)
+	}
+	if d, err := reg.Register(nvcore.Config{Name: "after"}, nvcoretest.NewMemory(make([]byte, 16))); err != nil || d.Cached() {
+		t.Fatalf("a refused CacheAll changed the registry: %v, cached %v", err, d != nil && d.Cached())
+	}
+	for _, name := range []string{"plain", "after"} {
+		if err := reg.Unregister(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A registration caught between its check and its publication.
+	data := make([]byte, 16)
+	data[0] = 1
+	mem := nvcoretest.NewMemory(data)
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	mem.SetHook(func(op string, off int64, n int) error {
+		once.Do(func() {
+			close(inside)
+			<-release
+		})
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := reg.Register(nvcore.Config{Name: "late", Layout: countLayout{}}, mem)
+		done <- err
+	}()
+	<-inside
+	if err := reg.CacheAll(); err != nil {
+		t.Fatalf("CacheAll with no device published: %v", err)
+	}
+	close(release)
+	if err := <-done; !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "attach it again") {
+		t.Errorf("a registration begun before CacheAll, published after: %v; want ErrInvalid", err)
+	}
+	if d, err := reg.Register(nvcore.Config{Name: "late", Layout: countLayout{}}, nvcoretest.NewMemory(data)); err != nil || !d.Cached() {
+		t.Errorf("attached again: %v, cached %v; want a cached device", err, d != nil && d.Cached())
+	}
+}

@@ -88,8 +88,22 @@ func NewRegistry() *Registry {
 // (Config.Cache), whatever its configuration says, and refuses, with the
 // reason, one that cannot be (a word size or stride above 1, a writable
 // device with keepouts). A file system whose every file the kernel keeps
-// in its page cache asks for it: there, no device can opt out.
-func (r *Registry) CacheAll() { r.cacheAll.Store(true) }
+// in its page cache asks for it: there, no device can opt out. It fails,
+// and changes nothing, while a device attached without cache is in the
+// registry; the check and the change are one step under the registry's
+// lock, and Register checks again as it publishes, so no uncached device
+// slips in between.
+func (r *Registry) CacheAll() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, d := range r.devices {
+		if !d.Cached() {
+			return fmt.Errorf("%w: every device is cached, and %s was attached without cache", ErrInvalid, name)
+		}
+	}
+	r.cacheAll.Store(true)
+	return nil
+}
 
 // Register validates cfg against p, makes a device of them and publishes it.
 // On error the provider is left open: the caller still owns it.
@@ -173,6 +187,12 @@ func (r *Registry) Register(cfg Config, p Provider) (*Device, error) {
 			return nil, fmt.Errorf("%w: %q", ErrExist, d.name)
 		}
 		<-old.removed
+	}
+	if r.cacheAll.Load() && !d.Cached() {
+		// CacheAll came after the check at the top.
+		r.mu.Unlock()
+		r.eventMu.Unlock()
+		return nil, fmt.Errorf("%w: every device is cached from now on, and this one was made without cache while that began: attach it again", ErrInvalid)
 	}
 	defer r.eventMu.Unlock()
 	// Only a published device belongs to the registry: hardware that
