@@ -153,3 +153,53 @@ func TestRemovedFileAnswersAsSysfs(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedBeforeMode: a descriptor whose file's mode a chmod took away
+// gets, once the device is removed, ENODEV and not EACCES, for reads and
+// for writes: on sysfs the removal is what open and every call find first
+// (kernfs_get_active fails before any check of the mode). Before the
+// removal, with --cache-all (no open, so each call checks the mode), the
+// call is EACCES for root too; in the other modes the descriptor's open
+// was checked, and the call goes through.
+func TestRemovedBeforeMode(t *testing.T) {
+	m := mountTest(t)
+	data := pattern(64, 0x11)
+	m.attach(t, nvcore.Config{Name: "dev"}, data)
+	path := m.path("dev", "nvmem")
+	fd := openFile(t, path, syscall.O_RDWR)
+	defer syscall.Close(fd)
+	buf := make([]byte, 8)
+	for _, step := range []struct {
+		mode uint32
+		call string
+	}{{0o200, "read"}, {0o400, "write"}} {
+		if err := syscall.Fchmod(fd, step.mode); err != nil {
+			t.Fatalf("fchmod %o: %v", step.mode, err)
+		}
+		var err error
+		if step.call == "read" {
+			_, err = syscall.Pread(fd, buf, 0)
+		} else {
+			_, err = syscall.Pwrite(fd, data[:8], 0)
+		}
+		want := syscall.Errno(0)
+		if mode.cacheAll {
+			want = syscall.EACCES
+		}
+		if errnoOf(err) != want {
+			t.Errorf("%s after chmod %o, device present: %v, want errno %d", step.call, step.mode, err, want)
+		}
+	}
+	if err := syscall.Fchmod(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.reg.Unregister("dev"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syscall.Pread(fd, buf, 0); errnoOf(err) != syscall.ENODEV {
+		t.Errorf("read, mode 0, device removed: %v, want ENODEV", err)
+	}
+	if _, err := syscall.Pwrite(fd, data[:8], 0); errnoOf(err) != syscall.ENODEV {
+		t.Errorf("write, mode 0, device removed: %v, want ENODEV", err)
+	}
+}
