@@ -23,7 +23,7 @@ import (
 func udevCommand(mountFlag cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:  "udev",
-		Usage: "attach or detach for the udev event in the environment (ACTION, SUBSYSTEM, KERNEL, DEVPATH, DEVNAME, DEVLINKS)",
+		Usage: "attach or detach for the udev event in the environment (ACTION, SUBSYSTEM, KERNEL, DEVPATH, DEVNAME, DEVLINKS, DISK_RO)",
 		Flags: []cli.Flag{
 			mountFlag,
 			&cli.StringFlag{Name: "config", Value: "/etc/nvmemfs.conf", Usage: "the devices to attach as their hardware appears (at24:, mtd:, block:), one SPEC a line"},
@@ -36,14 +36,17 @@ func udevCommand(mountFlag cli.Flag) *cli.Command {
 // udevEvent is what udev tells a RUN program. devname is the device node
 // (/dev/mmcblk0boot1) and devlinks the links udev made to it
 // (/dev/disk/by-partlabel/...), separated by spaces.
+// diskRO is set (to 0 or 1) on a block change event that only says the
+// kernel's read-only flag changed.
 type udevEvent struct {
 	action, subsystem, kernel, devpath string
 	devname, devlinks                  string
+	diskRO                             string
 }
 
 func udevEventFromEnv() udevEvent {
 	return udevEvent{os.Getenv("ACTION"), os.Getenv("SUBSYSTEM"), os.Getenv("KERNEL"), os.Getenv("DEVPATH"),
-		os.Getenv("DEVNAME"), os.Getenv("DEVLINKS")}
+		os.Getenv("DEVNAME"), os.Getenv("DEVLINKS"), os.Getenv("DISK_RO")}
 }
 
 func udevCmd(c *cli.Context) error {
@@ -97,15 +100,45 @@ func udevRequest(ev udevEvent, configPath, sysfs string) (*control.Request, erro
 	// An MTD partition (mtd3, not its read-only node mtd3ro) or a block
 	// device or partition: the mtd: and block: SPECs of the config that
 	// name it are attached; on removal the devices on it are detached.
+	//
+	// UnlessOn keys the attach to the hardware, as the removal is keyed, so
+	// that the server takes udev's quick remove and add in that order; and
+	// a device the service attached at its start is not attached twice.
 	case (ev.subsystem == "mtd" && isMTD(ev.kernel) || ev.subsystem == "block") && ev.action == "add":
 		args, err := configuredFlash(configPath, ev, sysfs)
 		if err != nil || len(args) == 0 {
 			return nil, err
 		}
 		abs, _ := filepath.Abs(configPath)
-		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs)}, nil
+		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs), UnlessOn: ev.kernel}, nil
 	case (ev.subsystem == "mtd" && isMTD(ev.kernel) || ev.subsystem == "block") && ev.action == "remove":
 		return &control.Request{Op: "detach-hardware", Args: []string{ev.kernel}}, nil
+	// A block device whose medium changed: a loop device set up or torn
+	// down (losetup), a card put in or taken out of a reader. Its size
+	// tells which: 0 is no medium, whose devices are detached; otherwise
+	// the SPECs that name it are attached, unless a device whose medium
+	// is still this one is on it already (the server asks the provider,
+	// which compares the disk's sequence number, and detaches a device
+	// whose medium was swapped). DISK_RO marks a change of the read-only
+	// flag only, which the block: provider itself makes around each write
+	// to an eMMC boot partition (force_ro): nothing to do.
+	case ev.subsystem == "block" && ev.action == "change":
+		if ev.diskRO != "" {
+			return nil, nil
+		}
+		size, err := os.ReadFile(filepath.Join(sysfs, ev.devpath, "size"))
+		if err != nil {
+			return nil, fmt.Errorf("udev: change of %s: %w", ev.kernel, err)
+		}
+		if strings.TrimSpace(string(size)) == "0" {
+			return &control.Request{Op: "detach-hardware", Args: []string{ev.kernel}}, nil
+		}
+		args, err := configuredFlash(configPath, ev, sysfs)
+		if err != nil || len(args) == 0 {
+			return nil, err
+		}
+		abs, _ := filepath.Abs(configPath)
+		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs), UnlessOn: ev.kernel}, nil
 	}
 	return nil, nil
 }

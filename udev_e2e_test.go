@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nvmemfs/nvmemfs/backends/block/looptest"
 )
@@ -247,4 +251,105 @@ func TestUdevFlash(t *testing.T) {
 	if n := strings.Count(string(log), "attach mtd:u-boot-env"); n != 1 {
 		t.Errorf("%d attaches of mtd:u-boot-env, want 1 (mtd5ro is not the partition):\n%s", n, log)
 	}
+}
+
+// TestUdevBlockChange: a block device's change event, as losetup and a
+// card reader give it. With a medium (a size above 0) the config's SPECs
+// for it are attached, once: a second change, and one that only flips the
+// read-only flag (DISK_RO, which the block: provider itself causes around
+// each write to an eMMC boot partition), attach nothing more. A medium
+// swapped under the same device (another diskseq, other bytes) replaces
+// the device: a descriptor of the old one gets ENODEV, the path serves
+// the new bytes. Size 0 (the medium gone) detaches it.
+//
+// The server's provider reads a fake sysfs (root=) that knows the loop
+// device, where the test bumps diskseq; the hook's sysfs (--sysfs) is
+// another, where the test sets the size it reads.
+func TestUdevBlockChange(t *testing.T) {
+	requireFUSE(t)
+	a, b := pattern(16<<10, 0x21), pattern(16<<10, 0x9c)
+	img := looptest.Image(t, a)
+	dev := looptest.Attach(t, img)
+	kernel := filepath.Base(dev)
+	root, _ := looptest.FakeSysfs(t, dev, "")
+	var st syscall.Stat_t
+	if err := syscall.Stat(dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	rdev := uint64(st.Rdev)
+	seqFile := filepath.Join(root, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)), "diskseq")
+	writeFile(t, filepath.Dir(seqFile), "diskseq", []byte("101\n"))
+	hookSys := t.TempDir()
+	hookDev := filepath.Join(hookSys, "devices/virtual/block", kernel)
+	if err := os.MkdirAll(hookDev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, hookDev, "size", []byte("32\n"))
+	conf := writeFile(t, t.TempDir(), "nvmemfs.conf", []byte("block:"+dev+",name=disk,root="+root+"\n"))
+	logFile := filepath.Join(t.TempDir(), "server.log")
+	mnt := mountNV(t, "--log", logFile)
+	nvmem := filepath.Join(mnt, "disk", "nvmem")
+	change := func(extra ...string) {
+		t.Helper()
+		mustOK(t, udevRun(t, mnt, hookSys, conf, append([]string{"ACTION=change", "SUBSYSTEM=block", "KERNEL=" + kernel,
+			"DEVNAME=" + dev, "DEVPATH=/devices/virtual/block/" + kernel}, extra...)...))
+	}
+	holds := func(want []byte) func() bool {
+		return func() bool {
+			got, err := os.ReadFile(nvmem)
+			return err == nil && bytes.Equal(got, want)
+		}
+	}
+	noFailures := func(when string) {
+		t.Helper()
+		log, _ := os.ReadFile(logFile)
+		if strings.Contains(string(log), "failed") {
+			t.Errorf("%s: the server log has failures:\n%s", when, log)
+		}
+	}
+
+	change()
+	waitFor(t, "the loop device's SPEC to attach on its change event", holds(a))
+	for _, extra := range [][]string{nil, {"DISK_RO=1"}, {"DISK_RO=0"}} {
+		change(extra...)
+	}
+	// The async attaches run in order behind one another (keyed by the
+	// hardware): one more change, then its result, shows they are done.
+	change()
+	time.Sleep(200 * time.Millisecond)
+	if got := lsJSON(t, cmdOpts{}, "-m", mnt); len(got) != 1 {
+		t.Errorf("after four more change events: devices %v, want disk only", got)
+	}
+	noFailures("changes with the medium in place")
+
+	// Another medium under the same device.
+	fd, err := syscall.Open(nvmem, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Dir(seqFile), "diskseq", []byte("102\n"))
+	change()
+	waitFor(t, "the new medium's bytes at the same path", holds(b))
+	if _, err := syscall.Pread(fd, make([]byte, 8), 0); err != syscall.ENODEV {
+		t.Errorf("a descriptor of the old medium's device: %v, want ENODEV", err)
+	}
+	noFailures("a medium swapped")
+	// Who noticed: the change event (the server asked the provider), or
+	// the provider's own poll, if its tick came first.
+	log, _ := os.ReadFile(logFile)
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "gone") {
+			t.Logf("server: %s", line)
+		}
+	}
+
+	// No medium.
+	writeFile(t, hookDev, "size", []byte("0\n"))
+	change()
+	waitFor(t, "the device to leave when the medium is gone", func() bool { return len(lsJSON(t, cmdOpts{}, "-m", mnt)) == 0 })
+	noFailures("the medium gone")
 }

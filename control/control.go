@@ -51,6 +51,12 @@ type Request struct {
 	// error: a udev remove event often comes after the core removed the
 	// device for its vanished hardware.
 	IgnoreMissing bool `json:"ignore_missing,omitempty"`
+	// UnlessOn makes attach do nothing while a device on that hardware
+	// ("loop0") is still there, its hardware still the one it opened: a
+	// udev change event for a medium that may be the one attached. A
+	// device there whose hardware is gone (a medium swapped) is detached
+	// first, and the attach goes on.
+	UnlessOn string `json:"unless_on,omitempty"`
 }
 
 // Response is what the server answers. Errors lists one message for each
@@ -415,6 +421,9 @@ func (s *Server) handle(req Request) Response {
 	fail := func(err error) { resp.Errors = append(resp.Errors, err.Error()) }
 	switch req.Op {
 	case "attach":
+		if req.UnlessOn != "" && s.presentOn(req.UnlessOn) {
+			break
+		}
 		for _, text := range req.Args {
 			d, err := s.Attach(text, req.Dir)
 			if err != nil {
@@ -457,6 +466,23 @@ func (s *Server) handle(req Request) Response {
 		fail(fmt.Errorf("unknown request %q", req.Op))
 	}
 	return resp
+}
+
+// presentOn reports whether a device on hw is there, with its hardware
+// still the one it opened; it detaches, and waits for, the ones whose
+// hardware is gone.
+func (s *Server) presentOn(hw string) bool {
+	present := false
+	for _, d := range s.onHardware(hw) {
+		if d.CheckHardware() {
+			present = true
+			continue
+		}
+		if err := s.reg.Remove(d); err != nil && !errors.Is(err, nvcore.ErrNoDevice) {
+			slog.Warn("control: detach of a device whose hardware is gone", "device", d.Name(), "hardware", hw, "err", err)
+		}
+	}
+	return present
 }
 
 // onHardware returns the devices attached on hw ("i2c-3").
@@ -644,6 +670,9 @@ func noServer(mnt string, cause error) error {
 // key: its attach fails at once anyway.
 func requestKeys(req Request) []string {
 	var keys []string
+	if req.UnlessOn != "" {
+		keys = append(keys, "hw:"+req.UnlessOn)
+	}
 	for _, arg := range req.Args {
 		switch req.Op {
 		case "attach":

@@ -208,6 +208,22 @@ func (d *Device) SetForceRO(v bool) { d.forceRO.Store(v) }
 // its hardware was reported gone).
 func (d *Device) Gone() bool { return d.gone.Load() || d.unplugging.Load() }
 
+// CheckHardware reports whether the device is still there: not gone, and,
+// where the provider can tell (GoneChecker), its hardware still the one it
+// opened. Hardware found gone starts the device's removal, as a call that
+// found it gone does; Remove then waits for it. The question is asked
+// inside a read section, so a removal under way waits for it.
+func (d *Device) CheckHardware() bool {
+	err := d.call(func() error {
+		if gc, ok := d.provider.(GoneChecker); ok && gc.HardwareGone() {
+			// ENODEV: call starts the removal.
+			return fmt.Errorf("%s: the provider reports its hardware replaced or gone: %w", d.name, syscall.ENODEV)
+		}
+		return nil
+	})
+	return err == nil
+}
+
 // Cells returns the device's cells: the declared ones in declaration
 // order, then the layout's in content order. It does not parse: after a
 // write, call RefreshCells first to see what the content holds now.

@@ -990,3 +990,48 @@ func TestSync(t *testing.T) {
 		t.Fatalf("Sync on a provider that does not buffer: %v", err)
 	}
 }
+
+// swappable is a memory whose hardware a test can replace (GoneChecker).
+type swappable struct {
+	*nvcoretest.Memory
+	swapped atomic.Bool
+}
+
+func (s *swappable) HardwareGone() bool { return s.swapped.Load() }
+
+// TestCheckHardware: CheckHardware reports a device whose provider's
+// hardware is still the one it opened, and one that cannot tell, as
+// there; a swapped one as not, and its removal starts, as after a call
+// that found the hardware gone: the calls fail with ErrNoDevice, and
+// Remove waits for the removal. A removed device is not there.
+func TestCheckHardware(t *testing.T) {
+	mem := &swappable{Memory: nvcoretest.NewMemory(make([]byte, 32))}
+	reg, d := register(t, nvcore.Config{Name: "disk"}, mem)
+	if !d.CheckHardware() {
+		t.Fatal("CheckHardware: not there, with the hardware in place")
+	}
+	mem.swapped.Store(true)
+	if d.CheckHardware() {
+		t.Fatal("CheckHardware: there, with the hardware swapped")
+	}
+	if _, err := d.SysfsRead(make([]byte, 4), 0); !errors.Is(err, nvcore.ErrNoDevice) {
+		t.Errorf("a read after CheckHardware found it gone: %v, want ErrNoDevice", err)
+	}
+	if err := reg.Remove(d); err != nil && !errors.Is(err, nvcore.ErrNoDevice) {
+		t.Fatal(err)
+	}
+	if _, err := reg.Device("disk"); !errors.Is(err, nvcore.ErrNoDevice) {
+		t.Errorf("the device after its removal: %v, want ErrNoDevice", err)
+	}
+
+	reg2, plain := register(t, nvcore.Config{Name: "plain"}, nvcoretest.NewMemory(make([]byte, 32)))
+	if !plain.CheckHardware() {
+		t.Error("CheckHardware of a provider that cannot tell: not there")
+	}
+	if err := reg2.Remove(plain); err != nil {
+		t.Fatal(err)
+	}
+	if plain.CheckHardware() {
+		t.Error("CheckHardware of a removed device: there")
+	}
+}

@@ -48,6 +48,14 @@ type GoneNotifier interface {
 	NotifyGone(gone func())
 }
 
+// GoneChecker is implemented by providers that can tell, when asked,
+// whether their hardware is still the one they opened (a block device's
+// medium swapped under the same numbers, which the provider's own poll
+// notices only at its next tick). Device.CheckHardware asks it.
+type GoneChecker interface {
+	HardwareGone() bool
+}
+
 // CellReader is implemented by providers that read some cells themselves:
 // a mirror of the kernel's sysfs cells, whose bit fields and decoding the
 // kernel applies. The core calls ReadCell inside a read section for every

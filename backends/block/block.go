@@ -544,6 +544,11 @@ func (d *Device) ioError(op string, n int, off int64, err error) error {
 	return fmt.Errorf("block %s: %s of %d bytes at %#x: %w", d.path, op, n, off, err)
 }
 
+// HardwareGone reports whether the kernel removed the device, or its
+// medium (nvcore.GoneChecker): udev's change event for a medium swapped
+// can come before the next poll.
+func (d *Device) HardwareGone() bool { return d.gone() }
+
 // gone reports whether the kernel removed the device, or its medium.
 func (d *Device) gone() bool {
 	if d.sysDev == "" {
@@ -672,6 +677,9 @@ func (r *ReadOnlyDevice) ReadAt(p []byte, off int64) (int, error) { return r.d.R
 
 // NotifyGone watches the device as Device.NotifyGone does.
 func (r *ReadOnlyDevice) NotifyGone(gone func()) { r.d.NotifyGone(gone) }
+
+// HardwareGone asks as Device.HardwareGone does.
+func (r *ReadOnlyDevice) HardwareGone() bool { return r.d.HardwareGone() }
 
 // Close closes the device.
 func (r *ReadOnlyDevice) Close() error { return r.d.Close() }
