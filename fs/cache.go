@@ -43,6 +43,11 @@ type devFiles struct {
 	// writes counts the writes of this device inside their handlers: a
 	// write waits for its notifications only when it is alone.
 	writes atomic.Int32
+
+	// revoked is set by the removal just before it drops what the kernel
+	// caches of the device's files; from then on their attributes say
+	// they are gone (gone.go).
+	revoked atomic.Bool
 }
 
 // open answers an open that passed its checks. content is false for an
@@ -204,8 +209,15 @@ func files(dir *gofs.Inode) []*gofs.Inode {
 // reads come to us and get ENODEV. A READ or GETATTR answered just before
 // the removal may still be on its way into the kernel's caches: they are
 // dropped once more a little later.
-func (f *FS) revokeFiles(d *nvcore.Device, dir *gofs.Inode) {
-	list := files(dir)
+//
+// A removed file's GETATTR gets ENODEV only from here on, not from the
+// moment the device is gone: until its pages are dropped, the kernel
+// answers reads from them, and a read that got ENODEV (from a GETATTR the
+// read path asked) must not get bytes from a page afterwards.
+func (f *FS) revokeFiles(df *devFiles) {
+	d := df.dev
+	df.revoked.Store(true)
+	list := files(df.dir)
 	pages := int64(0)
 	if !d.Cached() {
 		pages = -1 // the attributes only

@@ -58,7 +58,8 @@ func (n *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 // while the device has cells.
 type deviceDir struct {
 	dirNode
-	dev *nvcore.Device
+	dev   *nvcore.Device
+	files *devFiles
 }
 
 var (
@@ -207,6 +208,7 @@ func (f *FS) cellLeft(d *nvcore.Device, c *nvcore.Cell) {
 		// pages or the size the kernel cached (see gone.go).
 		if in := cellsIn.GetChild(c.FileName()); in != nil {
 			if cf, ok := in.Operations().(*cellFile); ok && cf.cell == c {
+				cf.revoked.Store(true)
 				pages := int64(0)
 				if !d.Cached() {
 					pages = -1 // the attributes only

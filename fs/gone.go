@@ -24,10 +24,17 @@ import (
 // node API hides which of the two a GETATTR is (it hands Getattr an open
 // file either way), so the nodes mark the attributes of a removed file
 // (markGone) and goneAttrFS, between the kernel and go-fuse, answers.
+//
+// "Removed" here means revoked: from the moment the removal drops the
+// kernel's caches of the files (devFiles.revoked, cellFile.revoked), not
+// from the moment the device is gone. In between, the kernel still serves
+// cached pages; and as go-fuse asks for FUSE_AUTO_INVAL_DATA, a cached
+// read asks GETATTR first whenever the size is stale (after any write):
+// an ENODEV there, then bytes from a page, would break "once ENODEV,
+// always ENODEV" (DESIGN rule 6).
 
 // goneMark, in AttrOut.Dummy (padding the kernel ignores, and cleared
-// before the reply leaves), says that the node's device, or its cell, is
-// gone.
+// before the reply leaves), says that the node's file was revoked.
 const goneMark = 0x60e60e
 
 // markGone marks out as the attributes of a removed file when gone.

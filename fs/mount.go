@@ -350,6 +350,7 @@ func (f *FS) addDevice(d *nvcore.Device) {
 	dir := &deviceDir{dirNode: dirNode{meta: meta{own: own}, born: f.born}, dev: d}
 	dirIn := f.root.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: syscall.S_IFDIR})
 	df := &devFiles{fs: f, dev: d, dir: dirIn}
+	dir.files = df
 	add := func(parent *gofs.Inode, name string, node gofs.InodeEmbedder) {
 		parent.AddChild(name, parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 	}
@@ -381,7 +382,7 @@ func (f *FS) removeDevice(d *nvcore.Device) {
 	}
 	// Pages of a cached device, and the sizes of every file, would go on
 	// answering reads after the device is gone.
-	f.revokeFiles(d, child)
+	f.revokeFiles(child.Operations().(*deviceDir).files)
 	// The kernel would keep the inodes of nvmem, type and the cell files
 	// cached (and go-fuse their nodes, and through them the device and its
 	// provider) until memory ran short: tell it each one is deleted, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,7 +114,7 @@ func (n *nvmemFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, o
 
 func (n *nvmemFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fileAttr(&out.Attr, &n.meta, n.dev.Mode(), n.dev.Size(), n.born)
-	markGone(out, n.dev.Gone())
+	markGone(out, n.files.revoked.Load())
 	return 0
 }
 
@@ -209,7 +210,7 @@ func (a *attrFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 
 func (a *attrFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fileAttr(&out.Attr, &a.meta, a.mode, int64(len(a.show(a.dev))), a.born)
-	markGone(out, a.dev.Gone())
+	markGone(out, a.files.revoked.Load())
 	return 0
 }
 
@@ -280,6 +281,9 @@ type cellFile struct {
 	mode  uint32
 	born  time.Time
 	files *devFiles
+	// revoked is set once the cell has left the content and the kernel
+	// was told to drop what it caches of the file (cellLeft).
+	revoked atomic.Bool
 }
 
 var (
@@ -363,7 +367,7 @@ func (c *cellFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, of
 
 func (c *cellFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fileAttr(&out.Attr, c.meta, c.mode, int64(c.cell.Size()), c.born)
-	markGone(out, c.cell.Device().Gone() || c.cell.Retired())
+	markGone(out, c.files.revoked.Load() || c.revoked.Load())
 	return 0
 }
 
