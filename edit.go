@@ -240,9 +240,10 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		return cfg, fmt.Errorf("%s: no U-Boot environment found (no CRC matches; give --env-size and --redundant)", t.path)
 	}
 	found.Flags = cfg.Flags
-	// On flash the erase size goes with what was found: the placement
-	// check then refuses a pair of copies that share an erase block, where
-	// a save of one would erase the other (the attach refuses it too).
+	// On flash the erase size goes with what was found, where it was
+	// found (EnvDetect pins copy 2): the placement check then refuses a
+	// pair of copies that share an erase block, where a save of one would
+	// erase the other (the attach refuses it too).
 	found.EraseSize = cfg.EraseSize
 	return found, nil
 }
@@ -282,6 +283,11 @@ func envCmd(c *cli.Context) error {
 			err = fmt.Errorf("%w; its SPEC is known only to root and the user who mounted it: give --env-size, --env-offset as in it", err)
 		}
 		return err
+	}
+	if !write && (cfg.Offset2Set || !cfg.Redundant) {
+		// Reading needs no erase size once the copies' places are fixed:
+		// copies that share an erase block, refused for writing, read.
+		cfg.EraseSize = 0
 	}
 	env, loadErr := layouts.LoadEnv(f, size, cfg)
 	if !write {

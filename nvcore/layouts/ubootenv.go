@@ -819,7 +819,9 @@ func (e *Env) Print(w io.Writer) {
 // (at most 16 MiB of it) and tries the candidates on that buffer. It
 // returns a configuration with the size found (and counter flags: the flags
 // kind cannot be seen in the content) and true, or false when no CRC
-// matches.
+// matches. A redundant one's second copy is pinned where it was found,
+// right after the first (Offset2Set): an erase size given later must not
+// move it to the next erase block, where a save would then write.
 func EnvDetect(r io.ReaderAt, devSize int64) (EnvConfig, bool) {
 	if devSize <= 0 {
 		return EnvConfig{}, false
@@ -835,6 +837,9 @@ func EnvDetect(r io.ReaderAt, devSize int64) (EnvConfig, bool) {
 		for _, size := range envSizes(0, c.limit(n)) {
 			c.Size = size
 			if size >= int64(c.header()+1) && envAnyGood(img, c) {
+				if red {
+					c.Offset2, c.Offset2Set = size, true
+				}
 				return c, true
 			}
 		}

@@ -580,14 +580,48 @@ func TestEnvAutoSize(t *testing.T) {
 		ok   bool
 	}{
 		{"single", single, EnvConfig{Size: size}, true},
-		{"redundant", redundant, EnvConfig{Size: size, Redundant: true}, true},
+		{"redundant", redundant, EnvConfig{Size: size, Redundant: true, Offset2: size, Offset2Set: true}, true},
 		{"blank", blank, EnvConfig{}, false},
 		{"small", envCopy(128, false, 0, 0, "a=1"), EnvConfig{Size: 128}, true},
-		{"small redundant", append(envCopy(100, true, 1, 0, "a=1"), envFill(100, 0)...), EnvConfig{Size: 100, Redundant: true}, true},
+		{"small redundant", append(envCopy(100, true, 1, 0, "a=1"), envFill(100, 0)...), EnvConfig{Size: 100, Redundant: true, Offset2: 100, Offset2Set: true}, true},
 	} {
 		cfg, ok := EnvDetect(bytes.NewReader(tc.dev), int64(len(tc.dev)))
 		if ok != tc.ok || cfg != tc.cfg {
 			t.Errorf("EnvDetect %s: %+v %t, want %+v %t", tc.name, cfg, ok, tc.cfg, tc.ok)
+		}
+	}
+}
+
+// TestEnvDetectOnFlash: an environment found by its CRC keeps its second
+// copy where it was found when the medium's erase size is added: copies
+// that share an erase block are refused, not moved to the next block (a
+// save then wrote a copy nobody reads, and marked the found one obsolete);
+// copies a whole erase block each load as found.
+func TestEnvDetectOnFlash(t *testing.T) {
+	const es = 0x1000
+	for _, tc := range []struct {
+		size    int64
+		refused bool
+	}{{0x800, true}, {es, false}} {
+		dev := append(envCopy(int(tc.size), true, 1, 0, "board=found"), envCopy(int(tc.size), true, 0, 0, "board=old")...)
+		dev = append(dev, envFill(4*es-len(dev), 0xff)...)
+		cfg, ok := EnvDetect(bytes.NewReader(dev), int64(len(dev)))
+		if !ok {
+			t.Fatalf("size %#x: not found", tc.size)
+		}
+		cfg.EraseSize = es
+		e, err := LoadEnv(bytes.NewReader(dev), int64(len(dev)), cfg)
+		if tc.refused {
+			if !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "env-offset2 0x800 is not on an erase-block boundary") {
+				t.Errorf("size %#x: %v; want copy 2, inside copy 1's erase block, refused", tc.size, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("size %#x: %v", tc.size, err)
+		}
+		if v, _ := e.Get("board"); v != "found" {
+			t.Errorf("size %#x: board=%q, want the active copy's found", tc.size, v)
 		}
 	}
 }

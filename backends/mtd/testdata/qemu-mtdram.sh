@@ -166,6 +166,30 @@ env_checks() {
 flash_erase_all() { dd if=/dev/zero bs=65536 count=4 2>/dev/null | tr '\0' '\377' | dd of=/dev/mtd0 bs=65536 2>/dev/null; }
 env_checks amd64 0x30000 env-offset2=0x30000
 env_checks 386 0x20000 ""
+# shared_block_check: a redundant environment whose copies share an erase
+# block (0x0 and 0x2000 of one 64 KiB block: where a save of one copy
+# erases the other), on mtd: attached with no environment in its SPEC.
+# nvmemfs env finds it by its CRC and reads it, but refuses to write it,
+# with the reason, and the flash keeps every byte.
+shared_block_check() {
+	PATH=/opt/amd64:/bin
+	echo "== env found by its CRC, copies sharing an erase block, on mtd: (amd64 nvmemfs)"
+	flash_erase_all
+	head -c 16384 /dev/zero | tr '\0' '\377' > /tmp/shared.img
+	# Two saves, so that both copies are valid.
+	nvmemfs env --redundant --env-size 0x2000 --force /tmp/shared.img set board old >/dev/null &&
+		nvmemfs env --redundant --env-size 0x2000 /tmp/shared.img set board shared >/dev/null &&
+		dd if=/tmp/shared.img of=/dev/mtd0 conv=notrunc 2>/dev/null || { fail "an environment image for /dev/mtd0"; return; }
+	dd if=/dev/mtd0 of=/tmp/mtd-before 2>/dev/null
+	if ! nvmemfs mount --log /tmp/nvmemfs-shared.log --device mtd:0,name=raw /nvmem; then
+		fail "nvmemfs mount --device mtd:0,name=raw"; cat /tmp/nvmemfs-shared.log; return
+	fi
+	[ "$(nvmemfs env raw)" = "board=shared" ] && ok "nvmemfs env reads the environment it found by its CRC" || fail "env raw: $(nvmemfs env raw 2>&1)"
+	refused "nvmemfs env set on copies sharing an erase block" "not on an erase-block boundary" nvmemfs env raw set board other
+	dd if=/dev/mtd0 of=/tmp/mtd-after 2>/dev/null
+	same "the flash after the refused env set" /tmp/mtd-before /tmp/mtd-after
+	nvmemfs unmount /nvmem
+}
 # block: on a loop device (loop.ko when the kernel has loop as a module),
 # with the amd64 nvmemfs: dd and cmp through the mount against the device
 # and the image behind it, unaligned writes, EFBIG at the end, the kernel's
@@ -283,6 +307,7 @@ block_checks() {
 	echo "note: the block: checks ran $(awk -v a=$t0 '{ printf "%.1f", $1 - a }' /proc/uptime) s"
 	PATH=/bin
 }
+shared_block_check
 block_checks
 echo "== guest result $rc"
 poweroff -f
