@@ -819,9 +819,12 @@ func (e *Env) Print(w io.Writer) {
 // (at most 16 MiB of it) and tries the candidates on that buffer. It
 // returns a configuration with the size found (and counter flags: the flags
 // kind cannot be seen in the content) and true, or false when no CRC
-// matches. A redundant one's second copy is pinned where it was found,
-// right after the first (Offset2Set): an erase size given later must not
-// move it to the next erase block, where a save would then write.
+// matches. A redundant one's second copy, when it is found good right after
+// the first, is pinned there (Offset2Set): an erase size given later must
+// not move it to the next erase block, where a save would then write (and
+// the placement check then says the two share an erase block). One not
+// found there is left to the default, which an erase size moves to the
+// next erase block, where U-Boot keeps it on NOR.
 func EnvDetect(r io.ReaderAt, devSize int64) (EnvConfig, bool) {
 	if devSize <= 0 {
 		return EnvConfig{}, false
@@ -837,7 +840,7 @@ func EnvDetect(r io.ReaderAt, devSize int64) (EnvConfig, bool) {
 		for _, size := range envSizes(0, c.limit(n)) {
 			c.Size = size
 			if size >= int64(c.header()+1) && envAnyGood(img, c) {
-				if red {
+				if red && img.at(size, size) != nil && envCheck(img, c, 1).OK {
 					c.Offset2, c.Offset2Set = size, true
 				}
 				return c, true

@@ -189,6 +189,26 @@ shared_block_check() {
 	dd if=/dev/mtd0 of=/tmp/mtd-after 2>/dev/null
 	same "the flash after the refused env set" /tmp/mtd-before /tmp/mtd-after
 	nvmemfs unmount /nvmem
+	# Where U-Boot keeps them on NOR: copy 2 in the next erase block
+	# (0x10000), the active one after three saves. The content alone does
+	# not say where copy 2 is; the erase size from mtd: does, and env
+	# reads that copy, writes, and fw_printenv (0x0 and 0x10000 in its
+	# config) agrees.
+	echo "== env found by its CRC, copies on erase blocks of their own, on mtd: (amd64 nvmemfs)"
+	flash_erase_all
+	head -c 131072 /dev/zero | tr '\0' '\377' > /tmp/apart.img
+	nvmemfs env --redundant --env-size 0x2000 --env-offset2 0x10000 --env-flags boolean --force /tmp/apart.img set board old >/dev/null &&
+		nvmemfs env --redundant --env-size 0x2000 --env-offset2 0x10000 --env-flags boolean /tmp/apart.img set board new >/dev/null &&
+		nvmemfs env --redundant --env-size 0x2000 --env-offset2 0x10000 --env-flags boolean /tmp/apart.img set board newer >/dev/null &&
+		dd if=/tmp/apart.img of=/dev/mtd0 conv=notrunc 2>/dev/null || { fail "an environment image with copies apart"; return; }
+	if ! nvmemfs mount --log /tmp/nvmemfs-apart.log --device mtd:0,name=raw /nvmem; then
+		fail "nvmemfs mount --device mtd:0,name=raw"; cat /tmp/nvmemfs-apart.log; return
+	fi
+	[ "$(nvmemfs env raw)" = "board=newer" ] && ok "nvmemfs env reads the newer copy, in the next erase block" || fail "env raw: $(nvmemfs env raw 2>&1), want board=newer"
+	nvmemfs env raw set board third >/dev/null && ok "nvmemfs env set on copies apart" || fail "env set on copies apart"
+	printf '/dev/mtd0 0x0 0x2000 0x10000\n/dev/mtd0 0x10000 0x2000 0x10000\n' > /tmp/fw_env.config
+	[ "$(fw fw_printenv)" = "board=third" ] && ok "fw_printenv reads nvmemfs's set" || fail "fw_printenv: $(fw fw_printenv 2>&1), want board=third"
+	nvmemfs unmount /nvmem
 }
 # block: on a loop device (loop.ko when the kernel has loop as a module),
 # with the amd64 nvmemfs: dd and cmp through the mount against the device
