@@ -23,7 +23,7 @@ import (
 func udevCommand(mountFlag cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:  "udev",
-		Usage: "attach or detach for the udev event in the environment (ACTION, SUBSYSTEM, KERNEL, DEVPATH, DEVNAME, DEVLINKS, DISK_RO)",
+		Usage: "attach or detach for the udev event in the environment (ACTION, SUBSYSTEM, KERNEL, DEVPATH, DEVNAME, DEVLINKS, DISK_RO, DISKSEQ)",
 		Flags: []cli.Flag{
 			mountFlag,
 			&cli.StringFlag{Name: "config", Value: "/etc/nvmemfs.conf", Usage: "the devices to attach as their hardware appears (at24:, mtd:, block:), one SPEC a line"},
@@ -37,16 +37,33 @@ func udevCommand(mountFlag cli.Flag) *cli.Command {
 // (/dev/mmcblk0boot1) and devlinks the links udev made to it
 // (/dev/disk/by-partlabel/...), separated by spaces.
 // diskRO is set (to 0 or 1) on a block change event that only says the
-// kernel's read-only flag changed.
+// kernel's read-only flag changed; diskseq names a disk's medium (a
+// partition's event has none: its disk's is in sysfs).
 type udevEvent struct {
 	action, subsystem, kernel, devpath string
 	devname, devlinks                  string
-	diskRO                             string
+	diskRO, diskseq                    string
 }
 
 func udevEventFromEnv() udevEvent {
 	return udevEvent{os.Getenv("ACTION"), os.Getenv("SUBSYSTEM"), os.Getenv("KERNEL"), os.Getenv("DEVPATH"),
-		os.Getenv("DEVNAME"), os.Getenv("DEVLINKS"), os.Getenv("DISK_RO")}
+		os.Getenv("DEVNAME"), os.Getenv("DEVLINKS"), os.Getenv("DISK_RO"), os.Getenv("DISKSEQ")}
+}
+
+// medium names the medium of a block event's device: DISKSEQ, or the
+// diskseq in sysfs, the device's or for a partition its disk's; "" where
+// the kernel has none.
+func (ev udevEvent) medium(sysfs string) string {
+	if ev.diskseq != "" {
+		return ev.diskseq
+	}
+	dir := filepath.Join(sysfs, ev.devpath)
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if b, err := os.ReadFile(filepath.Join(d, "diskseq")); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
 }
 
 func udevCmd(c *cli.Context) error {
@@ -102,43 +119,49 @@ func udevRequest(ev udevEvent, configPath, sysfs string) (*control.Request, erro
 	// name it are attached; on removal the devices on it are detached.
 	//
 	// UnlessOn keys the attach to the hardware, as the removal is keyed, so
-	// that the server takes udev's quick remove and add in that order; and
-	// a device the service attached at its start is not attached twice.
+	// that the server takes udev's quick remove and add in that order; a
+	// device the service attached at its start is not attached twice; and
+	// one detached by hand stays so (an add without a remove before it is
+	// udevadm trigger's).
 	case (ev.subsystem == "mtd" && isMTD(ev.kernel) || ev.subsystem == "block") && ev.action == "add":
 		args, err := configuredFlash(configPath, ev, sysfs)
 		if err != nil || len(args) == 0 {
 			return nil, err
 		}
 		abs, _ := filepath.Abs(configPath)
-		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs), UnlessOn: ev.kernel}, nil
+		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs), UnlessOn: ev.kernel, Medium: ev.medium(sysfs)}, nil
 	case (ev.subsystem == "mtd" && isMTD(ev.kernel) || ev.subsystem == "block") && ev.action == "remove":
 		return &control.Request{Op: "detach-hardware", Args: []string{ev.kernel}}, nil
-	// A block device whose medium changed: a loop device set up or torn
-	// down (losetup), a card put in or taken out of a reader. Its size
-	// tells which: 0 is no medium, whose devices are detached; otherwise
-	// the SPECs that name it are attached, unless a device whose medium
-	// is still this one is on it already (the server asks the provider,
-	// which compares the disk's sequence number, and detaches a device
-	// whose medium was swapped). DISK_RO marks a change of the read-only
-	// flag only, which the block: provider itself makes around each write
-	// to an eMMC boot partition (force_ro): nothing to do.
+	// A block device's change event: a loop device set up or torn down
+	// (losetup), a card put in or taken out of a reader; but also udev's
+	// own, when a program that had the node open for writing closes it
+	// (udev watches disks), and udevadm trigger's. For a device the
+	// config names, the size tells: 0 is no medium, whose devices are
+	// detached; otherwise the SPECs are attached as for an add, where no
+	// device of theirs is there with this medium (the server asks the
+	// provider, which compares diskseq, and detaches a device whose
+	// medium was swapped) and no detach by hand holds (Request.UnlessOn).
+	// DISK_RO marks a change of the read-only flag only, which the block:
+	// provider itself makes around each write to an eMMC boot partition
+	// (force_ro): nothing to do.
 	case ev.subsystem == "block" && ev.action == "change":
 		if ev.diskRO != "" {
 			return nil, nil
-		}
-		size, err := os.ReadFile(filepath.Join(sysfs, ev.devpath, "size"))
-		if err != nil {
-			return nil, fmt.Errorf("udev: change of %s: %w", ev.kernel, err)
-		}
-		if strings.TrimSpace(string(size)) == "0" {
-			return &control.Request{Op: "detach-hardware", Args: []string{ev.kernel}}, nil
 		}
 		args, err := configuredFlash(configPath, ev, sysfs)
 		if err != nil || len(args) == 0 {
 			return nil, err
 		}
+		size, err := os.ReadFile(filepath.Join(sysfs, ev.devpath, "size"))
+		switch {
+		case errors.Is(err, os.ErrNotExist) || err == nil && strings.TrimSpace(string(size)) == "0":
+			// No medium, or the device is going (its remove comes next).
+			return &control.Request{Op: "detach-hardware", Args: []string{ev.kernel}}, nil
+		case err != nil:
+			return nil, fmt.Errorf("udev: change of %s: %w", ev.kernel, err)
+		}
 		abs, _ := filepath.Abs(configPath)
-		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs), UnlessOn: ev.kernel}, nil
+		return &control.Request{Op: "attach", Args: args, Dir: filepath.Dir(abs), UnlessOn: ev.kernel, Medium: ev.medium(sysfs)}, nil
 	}
 	return nil, nil
 }

@@ -253,18 +253,22 @@ func TestUdevFlash(t *testing.T) {
 	}
 }
 
-// TestUdevBlockChange: a block device's change event, as losetup and a
-// card reader give it. With a medium (a size above 0) the config's SPECs
-// for it are attached, once: a second change, and one that only flips the
-// read-only flag (DISK_RO, which the block: provider itself causes around
-// each write to an eMMC boot partition), attach nothing more. A medium
-// swapped under the same device (another diskseq, other bytes) replaces
-// the device: a descriptor of the old one gets ENODEV, the path serves
-// the new bytes. Size 0 (the medium gone) detaches it.
+// TestUdevBlockChange: a block device's change event, as losetup, a card
+// reader, and udev itself (a writer closing the node) give it. With a
+// medium (a size above 0) the config's SPECs for it are attached, once: a
+// second change, and one that only flips the read-only flag (DISK_RO,
+// which the block: provider itself causes around each write to an eMMC
+// boot partition), attach nothing more. A medium swapped under the same
+// device (another diskseq, other bytes) replaces the device: a descriptor
+// of the old one gets ENODEV, the path serves the new bytes. A detach by
+// hand holds against change events with the same medium (udev sends one
+// when the detach closes the device) and ends with another medium. Size 0
+// (the medium gone) detaches.
 //
 // The server's provider reads a fake sysfs (root=) that knows the loop
-// device, where the test bumps diskseq; the hook's sysfs (--sysfs) is
-// another, where the test sets the size it reads.
+// device, where the test sets diskseq; the hook gets DISKSEQ in its
+// environment, as from the kernel, and reads the size from its own fake
+// sysfs (--sysfs).
 func TestUdevBlockChange(t *testing.T) {
 	requireFUSE(t)
 	a, b := pattern(16<<10, 0x21), pattern(16<<10, 0x9c)
@@ -277,8 +281,19 @@ func TestUdevBlockChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	rdev := uint64(st.Rdev)
-	seqFile := filepath.Join(root, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)), "diskseq")
-	writeFile(t, filepath.Dir(seqFile), "diskseq", []byte("101\n"))
+	devDir := filepath.Join(root, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)))
+	seq := "101"
+	writeFile(t, devDir, "diskseq", []byte(seq+"\n"))
+	// newMedium puts content in the image and a new diskseq on the device,
+	// as a card swapped in a reader.
+	newMedium := func(content []byte, next string) {
+		t.Helper()
+		if err := os.WriteFile(img, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		seq = next
+		writeFile(t, devDir, "diskseq", []byte(seq+"\n"))
+	}
 	hookSys := t.TempDir()
 	hookDev := filepath.Join(hookSys, "devices/virtual/block", kernel)
 	if err := os.MkdirAll(hookDev, 0o755); err != nil {
@@ -292,7 +307,16 @@ func TestUdevBlockChange(t *testing.T) {
 	change := func(extra ...string) {
 		t.Helper()
 		mustOK(t, udevRun(t, mnt, hookSys, conf, append([]string{"ACTION=change", "SUBSYSTEM=block", "KERNEL=" + kernel,
-			"DEVNAME=" + dev, "DEVPATH=/devices/virtual/block/" + kernel}, extra...)...))
+			"DEVNAME=" + dev, "DEVPATH=/devices/virtual/block/" + kernel, "DISKSEQ=" + seq}, extra...)...))
+	}
+	// logged waits for the server to have logged n lines holding what: a
+	// change that attaches nothing leaves only that trace.
+	logged := func(what string, n int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d server log lines %q", n, what), func() bool {
+			log, _ := os.ReadFile(logFile)
+			return strings.Count(string(log), what) >= n
+		})
 	}
 	holds := func(want []byte) func() bool {
 		return func() bool {
@@ -300,6 +324,7 @@ func TestUdevBlockChange(t *testing.T) {
 			return err == nil && bytes.Equal(got, want)
 		}
 	}
+	devices := func() int { return len(lsJSON(t, cmdOpts{}, "-m", mnt)) }
 	noFailures := func(when string) {
 		t.Helper()
 		log, _ := os.ReadFile(logFile)
@@ -310,15 +335,13 @@ func TestUdevBlockChange(t *testing.T) {
 
 	change()
 	waitFor(t, "the loop device's SPEC to attach on its change event", holds(a))
-	for _, extra := range [][]string{nil, {"DISK_RO=1"}, {"DISK_RO=0"}} {
+	for _, extra := range [][]string{nil, {"DISK_RO=1"}, {"DISK_RO=0"}, nil} {
 		change(extra...)
 	}
-	// The async attaches run in order behind one another (keyed by the
-	// hardware): one more change, then its result, shows they are done.
-	change()
-	time.Sleep(200 * time.Millisecond)
-	if got := lsJSON(t, cmdOpts{}, "-m", mnt); len(got) != 1 {
-		t.Errorf("after four more change events: devices %v, want disk only", got)
+	// Two requests (DISK_RO asks nothing), each skipping the SPEC.
+	logged("its device is there, on the same medium", 2)
+	if n := devices(); n != 1 {
+		t.Errorf("after four more change events: %d devices, want disk only", n)
 	}
 	noFailures("changes with the medium in place")
 
@@ -328,10 +351,7 @@ func TestUdevBlockChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Close(fd)
-	if err := os.WriteFile(img, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Dir(seqFile), "diskseq", []byte("102\n"))
+	newMedium(b, "102")
 	change()
 	waitFor(t, "the new medium's bytes at the same path", holds(b))
 	if _, err := syscall.Pread(fd, make([]byte, 8), 0); err != syscall.ENODEV {
@@ -347,9 +367,24 @@ func TestUdevBlockChange(t *testing.T) {
 		}
 	}
 
+	// Detached by hand: udev's change (the detach closed a node open for
+	// writing) and any other with this medium leave it detached.
+	mustOK(t, nv(t, "detach", "-m", mnt, "disk"))
+	change()
+	change()
+	logged("detached by hand, with the same medium since", 2)
+	if n := devices(); n != 0 {
+		t.Errorf("change events after a detach by hand, same medium: %d devices, want none", n)
+	}
+	// Another medium: attached again.
+	newMedium(a, "103")
+	change()
+	waitFor(t, "another medium to attach after a detach by hand", holds(a))
+	noFailures("a detach by hand, then another medium")
+
 	// No medium.
 	writeFile(t, hookDev, "size", []byte("0\n"))
 	change()
-	waitFor(t, "the device to leave when the medium is gone", func() bool { return len(lsJSON(t, cmdOpts{}, "-m", mnt)) == 0 })
+	waitFor(t, "the device to leave when the medium is gone", func() bool { return devices() == 0 })
 	noFailures("the medium gone")
 }

@@ -51,12 +51,18 @@ type Request struct {
 	// error: a udev remove event often comes after the core removed the
 	// device for its vanished hardware.
 	IgnoreMissing bool `json:"ignore_missing,omitempty"`
-	// UnlessOn makes attach do nothing while a device on that hardware
-	// ("loop0") is still there, its hardware still the one it opened: a
-	// udev change event for a medium that may be the one attached. A
-	// device there whose hardware is gone (a medium swapped) is detached
-	// first, and the attach goes on.
+	// UnlessOn marks an attach that udev asked for, on the hardware named
+	// ("loop0"), for an event that need not mean new hardware (a change
+	// event, udevadm trigger). Each SPEC is attached unless a device it
+	// made is on that hardware and still there (a device there whose
+	// hardware is gone, a medium swapped, is detached first). And nothing
+	// is attached while the hardware stays as an explicit detach left it:
+	// same Medium, no removal since (udev's own change event, after a
+	// detach closed the device, must not undo the detach).
 	UnlessOn string `json:"unless_on,omitempty"`
+	// Medium names the medium the event found on UnlessOn's hardware (its
+	// diskseq), "" if the kernel does not say.
+	Medium string `json:"medium,omitempty"`
 }
 
 // Response is what the server answers. Errors lists one message for each
@@ -190,6 +196,10 @@ type Server struct {
 
 	mu      sync.Mutex
 	sources map[*nvcore.Device]*spec.Spec
+	// detached holds the hardware whose devices an explicit detach took
+	// away, with the medium then on it ("" if unknown): udev's attaches
+	// there wait for another medium, a removal, or an explicit attach.
+	detached map[string]string
 
 	async orderedJobs // asynchronous requests, in order by device and hardware
 
@@ -202,7 +212,7 @@ type Server struct {
 // NewServer makes a server for reg. shutdown removes every device and
 // unmounts; it is called for the unmount request.
 func NewServer(reg *nvcore.Registry, shutdown func() error) *Server {
-	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]*spec.Spec{}}
+	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]*spec.Spec{}, detached: map[string]string{}}
 	s.async.cond = sync.NewCond(&s.async.mu)
 	// A device may go without a detach (its hardware vanished): forget its
 	// SPEC whichever way it goes.
@@ -240,6 +250,9 @@ func (s *Server) AttachSpec(sp *spec.Spec) (*nvcore.Device, error) {
 	// came before the entry, so forget it here.
 	if d.Gone() {
 		delete(s.sources, d)
+	}
+	if sp.Hardware != "" {
+		delete(s.detached, sp.Hardware)
 	}
 	s.mu.Unlock()
 	return d, nil
@@ -421,10 +434,22 @@ func (s *Server) handle(req Request) Response {
 	fail := func(err error) { resp.Errors = append(resp.Errors, err.Error()) }
 	switch req.Op {
 	case "attach":
-		if req.UnlessOn != "" && s.presentOn(req.UnlessOn) {
-			break
+		var present map[string]bool
+		if hw := req.UnlessOn; hw != "" {
+			s.mu.Lock()
+			medium, marked := s.detached[hw]
+			s.mu.Unlock()
+			if marked && (medium == "" || medium == req.Medium) {
+				slog.Info("control: udev's attach skipped: detached by hand, with the same medium since", "hardware", hw, "medium", medium)
+				break
+			}
+			present = s.presentOn(hw)
 		}
 		for _, text := range req.Args {
+			if present[text] {
+				slog.Info("control: udev's attach skipped: its device is there, on the same medium", "spec", text)
+				continue
+			}
 			d, err := s.Attach(text, req.Dir)
 			if err != nil {
 				fail(fmt.Errorf("attach %s: %w", text, err))
@@ -440,16 +465,34 @@ func (s *Server) handle(req Request) Response {
 		}
 	case "detach":
 		for _, name := range req.Args {
+			// The hardware and medium the device is on, for udev's
+			// attaches to respect the detach (Request.UnlessOn).
+			var hw, medium string
+			if d, err := s.reg.Device(name); err == nil {
+				s.mu.Lock()
+				if sp := s.sources[d]; sp != nil {
+					hw = sp.Hardware
+				}
+				s.mu.Unlock()
+				medium = d.MediumID()
+			}
 			// Unregister, not Device then Remove: a device already being
 			// removed is found, and the detach returns once it is closed.
 			err := s.reg.Unregister(name)
 			if err != nil && !(req.IgnoreMissing && errors.Is(err, nvcore.ErrNoDevice)) {
 				// err names the device already.
 				fail(fmt.Errorf("detach %w", err))
+			} else if err == nil && hw != "" {
+				s.mu.Lock()
+				s.detached[hw] = medium
+				s.mu.Unlock()
 			}
 		}
 	case "detach-hardware":
 		for _, hw := range req.Args {
+			s.mu.Lock()
+			delete(s.detached, hw) // gone: what comes back is new
+			s.mu.Unlock()
 			for _, d := range s.onHardware(hw) {
 				if err := s.reg.Remove(d); err != nil && !errors.Is(err, nvcore.ErrNoDevice) {
 					fail(fmt.Errorf("detach %s (on %s): %w", d.Name(), hw, err))
@@ -468,14 +511,18 @@ func (s *Server) handle(req Request) Response {
 	return resp
 }
 
-// presentOn reports whether a device on hw is there, with its hardware
-// still the one it opened; it detaches, and waits for, the ones whose
-// hardware is gone.
-func (s *Server) presentOn(hw string) bool {
-	present := false
+// presentOn returns the SPECs (as written) of the devices on hw that are
+// there, with their hardware still the one they opened; it detaches, and
+// waits for, the ones whose hardware is gone.
+func (s *Server) presentOn(hw string) map[string]bool {
+	present := map[string]bool{}
 	for _, d := range s.onHardware(hw) {
 		if d.CheckHardware() {
-			present = true
+			s.mu.Lock()
+			if sp := s.sources[d]; sp != nil {
+				present[sp.Text] = true
+			}
+			s.mu.Unlock()
 			continue
 		}
 		if err := s.reg.Remove(d); err != nil && !errors.Is(err, nvcore.ErrNoDevice) {

@@ -208,6 +208,19 @@ func (d *Device) SetForceRO(v bool) { d.forceRO.Store(v) }
 // its hardware was reported gone).
 func (d *Device) Gone() bool { return d.gone.Load() || d.unplugging.Load() }
 
+// MediumID names the medium the provider opened (MediumIdentifier), or ""
+// when it cannot tell or the device is gone.
+func (d *Device) MediumID() string {
+	var id string
+	d.call(func() error {
+		if mi, ok := d.provider.(MediumIdentifier); ok {
+			id = mi.MediumID()
+		}
+		return nil
+	})
+	return id
+}
+
 // CheckHardware reports whether the device is still there: not gone, and,
 // where the provider can tell (GoneChecker), its hardware still the one it
 // opened. Hardware found gone starts the device's removal, as a call that

@@ -56,6 +56,13 @@ type GoneChecker interface {
 	HardwareGone() bool
 }
 
+// MediumIdentifier is implemented by providers of removable media: MediumID
+// names the medium they opened (a block device's diskseq, which the kernel
+// never gives twice), or "" when the kernel does not say.
+type MediumIdentifier interface {
+	MediumID() string
+}
+
 // CellReader is implemented by providers that read some cells themselves:
 // a mirror of the kernel's sysfs cells, whose bit fields and decoding the
 // kernel applies. The core calls ReadCell inside a read section for every

@@ -549,6 +549,11 @@ func (d *Device) ioError(op string, n int, off int64, err error) error {
 // can come before the next poll.
 func (d *Device) HardwareGone() bool { return d.gone() }
 
+// MediumID is the disk's diskseq at open (nvcore.MediumIdentifier): the
+// kernel gives each medium, and each loop binding, a new one. "" on a
+// kernel without diskseq (before 5.15).
+func (d *Device) MediumID() string { return d.diskseq }
+
 // gone reports whether the kernel removed the device, or its medium.
 func (d *Device) gone() bool {
 	if d.sysDev == "" {
@@ -680,6 +685,9 @@ func (r *ReadOnlyDevice) NotifyGone(gone func()) { r.d.NotifyGone(gone) }
 
 // HardwareGone asks as Device.HardwareGone does.
 func (r *ReadOnlyDevice) HardwareGone() bool { return r.d.HardwareGone() }
+
+// MediumID is Device.MediumID.
+func (r *ReadOnlyDevice) MediumID() string { return r.d.MediumID() }
 
 // Close closes the device.
 func (r *ReadOnlyDevice) Close() error { return r.d.Close() }
