@@ -61,14 +61,24 @@ func (g goneAttrFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fus
 	return st
 }
 
-// SetAttr of a removed file (chmod, chown, utimes on a descriptor) goes on
-// succeeding, as on kernfs, but its attributes are not cached either.
+// SetAttr of a removed cell or attribute file (chmod, chown, utimes on a
+// descriptor) goes on succeeding, as on kernfs, but its attributes are not
+// cached either. (nvmem's answers ENODEV once its device is gone.)
 func (g goneAttrFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	st := g.RawFileSystem.SetAttr(cancel, in, out)
 	if st == fuse.OK {
 		unmarkGone(out)
 	}
 	return st
+}
+
+// Lseek is ENOSYS, which the kernel remembers for the mount: SEEK_DATA and
+// SEEK_HOLE then take the kernel's path, which asks GETATTR with the
+// descriptor, as SEEK_END does, so that a removed file answers ENODEV to
+// them too, as kernfs does to every whence. go-fuse's own answer came from
+// the attributes and succeeded. The other whences never reach us.
+func (g goneAttrFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	return fuse.ENOSYS
 }
 
 // unmarkGone clears the mark and reports whether it was there; a marked

@@ -15,7 +15,8 @@ import (
 // afterRemoval runs, on a descriptor whose file was removed, the calls a
 // program holding it may make, and says what each returned: the read at
 // the start, at the end of the file and past it, the size from fstat,
-// lseek to the end, and the read past the end again once fstat has run
+// lseek to the end, to data and to a hole, and the read past the end
+// again once fstat has run
 // (fstat may leave the size cached, and a cached size answers a read past
 // the end without asking the file system).
 func afterRemoval(fd int, size int64) string {
@@ -46,6 +47,10 @@ func afterRemoval(fd int, size int64) string {
 	read("pread@past-after-fstat", size+4096)
 	_, err := syscall.Seek(fd, 0, 2)
 	note("lseek-end", err)
+	_, err = syscall.Seek(fd, 0, 3) // SEEK_DATA
+	note("lseek-data", err)
+	_, err = syscall.Seek(fd, 0, 4) // SEEK_HOLE
+	note("lseek-hole", err)
 	return strings.Join(out, " ")
 }
 
@@ -113,7 +118,8 @@ func kernfsAfterRemoval(t *testing.T) string {
 // TestRemovedFileAnswersAsSysfs: a descriptor held across a removal gets,
 // on every call that reaches the file, what a descriptor of a removed
 // sysfs file gets on this machine's kernel: ENODEV for reads anywhere,
-// at the end and past it too, and for lseek to the end; fstat still
+// at the end and past it too, and for lseek to the end, to data and to a
+// hole; fstat still
 // answers. In the cached modes the read past the end is the hard case: the
 // kernel answers it from the size it caches, unless the size is asked
 // again (the read asks it with the descriptor, and nvmemfs says ENODEV).
@@ -142,6 +148,18 @@ func TestRemovedFileAnswersAsSysfs(t *testing.T) {
 		}
 		if n, err := syscall.Pread(fds[i], buf, f.size); err != nil || n != 0 {
 			t.Fatalf("%s: read at the end: %d bytes, %v; want 0", f.path, n, err)
+		}
+		// While there, lseek to data and to a hole answer as for any
+		// file without holes (the kernel's, since nvmemfs answers
+		// LSEEK with ENOSYS).
+		if off, err := syscall.Seek(fds[i], 0, 3); err != nil || off != 0 {
+			t.Errorf("%s: SEEK_DATA from 0: %d, %v; want 0", f.path, off, err)
+		}
+		if off, err := syscall.Seek(fds[i], 0, 4); err != nil || off != f.size {
+			t.Errorf("%s: SEEK_HOLE from 0: %d, %v; want %d", f.path, off, err, f.size)
+		}
+		if _, err := syscall.Seek(fds[i], f.size, 3); err != syscall.ENXIO {
+			t.Errorf("%s: SEEK_DATA from the end: %v; want ENXIO", f.path, err)
 		}
 	}
 	if err := m.reg.Unregister("gone"); err != nil {
