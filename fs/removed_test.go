@@ -119,10 +119,10 @@ func kernfsAfterRemoval(t *testing.T) string {
 // on every call that reaches the file, what a descriptor of a removed
 // sysfs file gets on this machine's kernel: ENODEV for reads anywhere,
 // at the end and past it too, and for lseek to the end, to data and to a
-// hole; fstat still
-// answers. In the cached modes the read past the end is the hard case: the
-// kernel answers it from the size it caches, unless the size is asked
-// again (the read asks it with the descriptor, and nvmemfs says ENODEV).
+// hole; fstat still answers. In the cached modes the read past the end is
+// the hard case: the kernel answers it from the size it caches, unless the
+// size is asked again (the read asks it with the descriptor, and nvmemfs
+// says ENODEV).
 func TestRemovedFileAnswersAsSysfs(t *testing.T) {
 	want := kernfsAfterRemoval(t)
 	t.Logf("sysfs: %s", want)
