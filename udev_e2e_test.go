@@ -300,7 +300,9 @@ func TestUdevBlockChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, hookDev, "size", []byte("32\n"))
-	conf := writeFile(t, t.TempDir(), "nvmemfs.conf", []byte("block:"+dev+",name=disk,root="+root+"\n"))
+	// Two SPECs on the device: each is followed on its own.
+	conf := writeFile(t, t.TempDir(), "nvmemfs.conf", []byte("block:"+dev+",name=disk,root="+root+"\n"+
+		"block:"+dev+",name=disk2,ro,size=4096,root="+root+"\n"))
 	logFile := filepath.Join(t.TempDir(), "server.log")
 	mnt := mountNV(t, "--log", logFile)
 	nvmem := filepath.Join(mnt, "disk", "nvmem")
@@ -338,10 +340,10 @@ func TestUdevBlockChange(t *testing.T) {
 	for _, extra := range [][]string{nil, {"DISK_RO=1"}, {"DISK_RO=0"}, nil} {
 		change(extra...)
 	}
-	// Two requests (DISK_RO asks nothing), each skipping the SPEC.
-	logged("its device is there, on the same medium", 2)
-	if n := devices(); n != 1 {
-		t.Errorf("after four more change events: %d devices, want disk only", n)
+	// Two requests (DISK_RO asks nothing), each skipping both SPECs.
+	logged("its device is there, on the same medium", 4)
+	if n := devices(); n != 2 {
+		t.Errorf("after four more change events: %d devices, want disk and disk2", n)
 	}
 	noFailures("changes with the medium in place")
 
@@ -369,17 +371,19 @@ func TestUdevBlockChange(t *testing.T) {
 
 	// Detached by hand: udev's change (the detach closed a node open for
 	// writing) and any other with this medium leave it detached.
+	// disk2, not detached, stays followed.
 	mustOK(t, nv(t, "detach", "-m", mnt, "disk"))
 	change()
 	change()
 	logged("detached by hand, with the same medium since", 2)
-	if n := devices(); n != 0 {
-		t.Errorf("change events after a detach by hand, same medium: %d devices, want none", n)
+	if got := lsJSON(t, cmdOpts{}, "-m", mnt); len(got) != 1 || got["disk2"].Name != "disk2" {
+		t.Errorf("change events after a detach by hand of disk, same medium: devices %v, want disk2 only", got)
 	}
 	// Another medium: attached again.
 	newMedium(a, "103")
 	change()
 	waitFor(t, "another medium to attach after a detach by hand", holds(a))
+	waitFor(t, "disk2 on the new medium too", func() bool { return devices() == 2 })
 	noFailures("a detach by hand, then another medium")
 
 	// No medium.

@@ -53,12 +53,12 @@ type Request struct {
 	IgnoreMissing bool `json:"ignore_missing,omitempty"`
 	// UnlessOn marks an attach that udev asked for, on the hardware named
 	// ("loop0"), for an event that need not mean new hardware (a change
-	// event, udevadm trigger). Each SPEC is attached unless a device it
-	// made is on that hardware and still there (a device there whose
-	// hardware is gone, a medium swapped, is detached first). And nothing
-	// is attached while the hardware stays as an explicit detach left it:
-	// same Medium, no removal since (udev's own change event, after a
-	// detach closed the device, must not undo the detach).
+	// event, udevadm trigger). Each SPEC is attached unless its device
+	// (same name=, or same SPEC) is on that hardware and still there (a
+	// device there whose hardware is gone, a medium swapped, is detached
+	// first), or a detach by hand took it and the hardware stays as it
+	// was: same Medium, no removal since (udev's own change event, after
+	// a detach closed the device, must not undo the detach).
 	UnlessOn string `json:"unless_on,omitempty"`
 	// Medium names the medium the event found on UnlessOn's hardware (its
 	// diskseq), "" if the kernel does not say.
@@ -196,10 +196,11 @@ type Server struct {
 
 	mu      sync.Mutex
 	sources map[*nvcore.Device]*spec.Spec
-	// detached holds the hardware whose devices an explicit detach took
-	// away, with the medium then on it ("" if unknown): udev's attaches
-	// there wait for another medium, a removal, or an explicit attach.
-	detached map[string]string
+	// detached holds, by hardware, then by what a SPEC attaches (keyOf),
+	// the devices an explicit detach took away, with the medium then on
+	// the hardware ("" if unknown): udev's attaches of those SPECs wait
+	// for another medium, a removal, or an attach by hand.
+	detached map[string]map[string]string
 
 	async orderedJobs // asynchronous requests, in order by device and hardware
 
@@ -212,7 +213,7 @@ type Server struct {
 // NewServer makes a server for reg. shutdown removes every device and
 // unmounts; it is called for the unmount request.
 func NewServer(reg *nvcore.Registry, shutdown func() error) *Server {
-	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]*spec.Spec{}, detached: map[string]string{}}
+	s := &Server{reg: reg, shutdown: shutdown, uid: os.Geteuid(), sources: map[*nvcore.Device]*spec.Spec{}, detached: map[string]map[string]string{}}
 	s.async.cond = sync.NewCond(&s.async.mu)
 	// A device may go without a detach (its hardware vanished): forget its
 	// SPEC whichever way it goes.
@@ -250,9 +251,6 @@ func (s *Server) AttachSpec(sp *spec.Spec) (*nvcore.Device, error) {
 	// came before the entry, so forget it here.
 	if d.Gone() {
 		delete(s.sources, d)
-	}
-	if sp.Hardware != "" {
-		delete(s.detached, sp.Hardware)
 	}
 	s.mu.Unlock()
 	return d, nil
@@ -435,28 +433,34 @@ func (s *Server) handle(req Request) Response {
 	switch req.Op {
 	case "attach":
 		var present map[string]bool
-		if hw := req.UnlessOn; hw != "" {
-			s.mu.Lock()
-			medium, marked := s.detached[hw]
-			s.mu.Unlock()
-			if marked && (medium == "" || medium == req.Medium) {
-				slog.Info("control: udev's attach skipped: detached by hand, with the same medium since", "hardware", hw, "medium", medium)
-				break
-			}
-			present = s.presentOn(hw)
+		if req.UnlessOn != "" {
+			present = s.presentOn(req.UnlessOn)
 		}
 		for _, text := range req.Args {
-			if present[text] {
-				slog.Info("control: udev's attach skipped: its device is there, on the same medium", "spec", text)
-				continue
+			if hw := req.UnlessOn; hw != "" {
+				key := specKey(text, req.Dir)
+				if present[key] {
+					slog.Info("control: udev's attach skipped: its device is there, on the same medium", "spec", text)
+					continue
+				}
+				if medium, held := s.heldDetached(hw, key, req.Medium); held {
+					slog.Info("control: udev's attach skipped: detached by hand, with the same medium since", "spec", text, "hardware", hw, "medium", medium)
+					continue
+				}
 			}
 			d, err := s.Attach(text, req.Dir)
 			if err != nil {
 				fail(fmt.Errorf("attach %s: %w", text, err))
-			} else if s.Warn != nil {
-				s.mu.Lock()
-				sp := s.sources[d]
-				s.mu.Unlock()
+				continue
+			}
+			s.mu.Lock()
+			sp := s.sources[d]
+			if sp != nil && req.UnlessOn == "" && s.detached[sp.Hardware] != nil {
+				// Attached by hand: udev may follow it again.
+				delete(s.detached[sp.Hardware], keyOf(sp))
+			}
+			s.mu.Unlock()
+			if s.Warn != nil {
 				if w := s.Warn(sp, d); sp != nil && w != "" {
 					slog.Warn(w)
 					resp.Warnings = append(resp.Warnings, w)
@@ -465,27 +469,24 @@ func (s *Server) handle(req Request) Response {
 		}
 	case "detach":
 		for _, name := range req.Args {
-			// The hardware and medium the device is on, for udev's
-			// attaches to respect the detach (Request.UnlessOn).
-			var hw, medium string
-			if d, err := s.reg.Device(name); err == nil {
-				s.mu.Lock()
-				if sp := s.sources[d]; sp != nil {
-					hw = sp.Hardware
-				}
-				s.mu.Unlock()
-				medium = d.MediumID()
-			}
+			// Marked before the removal closes the device: the close may
+			// bring udev's change event at once (see Request.UnlessOn).
+			hw, key, prev, had := s.holdDetached(name)
 			// Unregister, not Device then Remove: a device already being
 			// removed is found, and the detach returns once it is closed.
 			err := s.reg.Unregister(name)
+			if err != nil && hw != "" {
+				s.mu.Lock()
+				if had {
+					s.detached[hw][key] = prev
+				} else {
+					delete(s.detached[hw], key)
+				}
+				s.mu.Unlock()
+			}
 			if err != nil && !(req.IgnoreMissing && errors.Is(err, nvcore.ErrNoDevice)) {
 				// err names the device already.
 				fail(fmt.Errorf("detach %w", err))
-			} else if err == nil && hw != "" {
-				s.mu.Lock()
-				s.detached[hw] = medium
-				s.mu.Unlock()
 			}
 		}
 	case "detach-hardware":
@@ -511,16 +512,70 @@ func (s *Server) handle(req Request) Response {
 	return resp
 }
 
-// presentOn returns the SPECs (as written) of the devices on hw that are
-// there, with their hardware still the one they opened; it detaches, and
-// waits for, the ones whose hardware is gone.
+// keyOf names what a SPEC attaches, to tell whether that is there: its
+// device's name where the SPEC gives one, else the SPEC as written.
+func keyOf(sp *spec.Spec) string {
+	if name := sp.DeviceName(); name != "" {
+		return "name:" + name
+	}
+	return "spec:" + sp.Text
+}
+
+// specKey is keyOf of a SPEC's text; one that does not parse is its text
+// (the attach then says what is wrong).
+func specKey(text, dir string) string {
+	sp, err := spec.Parse(text, dir)
+	if err != nil {
+		return "spec:" + text
+	}
+	return keyOf(sp)
+}
+
+// holdDetached marks the device called name, about to be detached by
+// hand, so that udev's attaches on its hardware leave its SPEC alone while
+// the medium stays (Request.UnlessOn). It returns what it marked, and the
+// mark it replaced, for the caller to undo should the detach fail.
+func (s *Server) holdDetached(name string) (hw, key, prev string, had bool) {
+	d, err := s.reg.Device(name)
+	if err != nil {
+		return "", "", "", false
+	}
+	medium := d.MediumID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.sources[d]
+	if sp == nil || sp.Hardware == "" {
+		return "", "", "", false
+	}
+	hw, key = sp.Hardware, keyOf(sp)
+	if s.detached[hw] == nil {
+		s.detached[hw] = map[string]string{}
+	}
+	prev, had = s.detached[hw][key]
+	s.detached[hw][key] = medium
+	return hw, key, prev, had
+}
+
+// heldDetached reports whether a detach by hand holds the SPEC keyed key
+// on hw against an attach udev asks for with medium: one was made, and
+// the medium is the same, or either is unknown.
+func (s *Server) heldDetached(hw, key, medium string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, held := s.detached[hw][key]
+	return m, held && (m == "" || medium == "" || m == medium)
+}
+
+// presentOn returns the keys (keyOf) of the devices on hw that are there,
+// with their hardware still the one they opened; it detaches, and waits
+// for, the ones whose hardware is gone.
 func (s *Server) presentOn(hw string) map[string]bool {
 	present := map[string]bool{}
 	for _, d := range s.onHardware(hw) {
 		if d.CheckHardware() {
 			s.mu.Lock()
 			if sp := s.sources[d]; sp != nil {
-				present[sp.Text] = true
+				present[keyOf(sp)] = true
 			}
 			s.mu.Unlock()
 			continue

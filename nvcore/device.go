@@ -209,16 +209,13 @@ func (d *Device) SetForceRO(v bool) { d.forceRO.Store(v) }
 func (d *Device) Gone() bool { return d.gone.Load() || d.unplugging.Load() }
 
 // MediumID names the medium the provider opened (MediumIdentifier), or ""
-// when it cannot tell or the device is gone.
+// when it cannot tell. It asks outside a read section, gone or not: the
+// name is the provider's from its open, kept after its close.
 func (d *Device) MediumID() string {
-	var id string
-	d.call(func() error {
-		if mi, ok := d.provider.(MediumIdentifier); ok {
-			id = mi.MediumID()
-		}
-		return nil
-	})
-	return id
+	if mi, ok := d.provider.(MediumIdentifier); ok {
+		return mi.MediumID()
+	}
+	return ""
 }
 
 // CheckHardware reports whether the device is still there: not gone, and,
