@@ -180,13 +180,14 @@ func openEdit(c *cli.Context, key, remove string) (*target, *os.File, int64, []s
 
 // envConfig settles the environment's geometry: the command's flags first,
 // then the SPEC the device was attached with, then the content itself.
-func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.EnvConfig, error) {
-	var cfg layouts.EnvConfig
+// unsure, when not nil, says why a geometry found from the content may be
+// read but not written.
+func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (cfg layouts.EnvConfig, unsure, err error) {
 	known := false
 	if t.info != nil && t.info.Source != "" {
 		layout, env, err := spec.LayoutOptions(t.info.Source)
 		if err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
 		if strings.HasPrefix(layout, "u-boot-env") {
 			cfg, known = env, true
@@ -204,7 +205,7 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		if v != "auto" {
 			n, err := spec.ParseNumber(v)
 			if err != nil {
-				return cfg, fmt.Errorf("--env-size: %w", err)
+				return cfg, nil, fmt.Errorf("--env-size: %w", err)
 			}
 			cfg.Size = n
 		}
@@ -216,36 +217,36 @@ func envConfig(c *cli.Context, t *target, r io.ReaderAt, size int64) (layouts.En
 		if v := c.String(o.flag); v != "" {
 			n, err := spec.ParseNumber(v)
 			if err != nil {
-				return cfg, fmt.Errorf("--%s: %w", o.flag, err)
+				return cfg, nil, fmt.Errorf("--%s: %w", o.flag, err)
 			}
 			*o.to, known = n, true
 			cfg.Offset2Set = cfg.Offset2Set || o.flag == "env-offset2"
 		}
 	}
 	if cfg.Offset2Set && !cfg.Redundant {
-		return cfg, errors.New("env: --env-offset2 places the second copy of a redundant environment: give --redundant too")
+		return cfg, nil, errors.New("env: --env-offset2 places the second copy of a redundant environment: give --redundant too")
 	}
 	if v := c.String("env-flags"); v != "" {
 		f, err := layouts.ParseEnvFlags(v)
 		if err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
 		cfg.Flags = f
 	}
 	if known {
-		return cfg, nil
+		return cfg, nil, nil
 	}
 	found, ok := layouts.EnvDetect(r, size)
 	if !ok {
-		return cfg, fmt.Errorf("%s: no U-Boot environment found (no CRC matches; give --env-size and --redundant)", t.path)
+		return cfg, nil, fmt.Errorf("%s: no U-Boot environment found (no CRC matches; give --env-size and --redundant)", t.path)
 	}
 	found.Flags = cfg.Flags
-	// On flash the erase size goes with what was found, where it was
-	// found (EnvDetect pins copy 2): the placement check then refuses a
-	// pair of copies that share an erase block, where a save of one would
-	// erase the other (the attach refuses it too).
-	found.EraseSize = cfg.EraseSize
-	return found, nil
+	// On flash, where copy 2 is: right after copy 1 or on the next erase
+	// block, as the content shows. Right after copy 1 and sharing its
+	// erase block, the placement check refuses writes (a save of one copy
+	// would erase the other; the attach refuses it too).
+	found, unsure = layouts.EnvOnFlash(r, size, found, cfg.EraseSize)
+	return found, unsure, nil
 }
 
 // envGeometryGiven reports whether the command's flags say where the
@@ -277,7 +278,10 @@ func envCmd(c *cli.Context) error {
 	if write && unknown {
 		return fmt.Errorf("%s: how the device was attached (its SPEC's env-size, env-offset, env-offset2, env-flags) is known only to root and the user who mounted it; give --env-size, --redundant, --env-offset, --env-offset2 and --env-flags as in its SPEC; nothing written", c.Args().First())
 	}
-	cfg, err := envConfig(c, t, f, size)
+	cfg, unsure, err := envConfig(c, t, f, size)
+	if err == nil && write && unsure != nil {
+		err = unsure
+	}
 	if err != nil {
 		if unknown {
 			err = fmt.Errorf("%w; its SPEC is known only to root and the user who mounted it: give --env-size, --env-offset as in it", err)

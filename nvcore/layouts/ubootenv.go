@@ -850,6 +850,47 @@ func EnvDetect(r io.ReaderAt, devSize int64) (EnvConfig, bool) {
 	return EnvConfig{}, false
 }
 
+// EnvOnFlash settles, on flash of erase size es, where copy 2 of a
+// redundant environment found by its CRC (EnvDetect) is: right after copy
+// 1, or on the next erase block, where U-Boot keeps it on NOR; the content
+// shows which, by a good copy at one place and not at the other. It
+// returns the configuration with copy 2 there and the erase size. Where
+// the content cannot tell (good copies at both places, or at neither:
+// copy 2 never written), it returns the next erase block, which reads
+// copy 1 alone or as U-Boot on NOR would, and a non-nil error for writes:
+// a save must not go where U-Boot may not read. A single environment, one
+// on anything but flash, or copies a whole number of erase blocks long
+// (both places are one), need no settling.
+func EnvOnFlash(r io.ReaderAt, devSize int64, found EnvConfig, es int64) (EnvConfig, error) {
+	found.EraseSize = es
+	if es <= 0 || !found.Redundant || found.Size%es == 0 {
+		return found, nil
+	}
+	next := found.Offset + found.Size
+	aligned := next + es - next%es
+	at := func(off int64) EnvConfig {
+		c := found
+		c.Offset2, c.Offset2Set = off, true
+		return c
+	}
+	good := func(off int64) bool {
+		c := at(off)
+		c.EraseSize = 0
+		e, _ := LoadEnv(r, devSize, c)
+		return e != nil && len(e.Copies) == 2 && e.Copies[1].OK
+	}
+	switch adj, al := good(next), good(aligned); {
+	case adj && !al:
+		return at(next), nil // the placement check refuses writes there
+	case al && !adj:
+		return at(aligned), nil
+	case adj && al:
+		return at(aligned), fmt.Errorf("%w: %s: good second copies both right after the first (%#x) and on the next erase block (%#x): which one U-Boot reads cannot be told from the content; give --redundant --env-size %#x and --env-offset2 as in fw_env.config; nothing written", nvcore.ErrInvalid, found.name(), next, aligned, found.Size)
+	default:
+		return at(aligned), fmt.Errorf("%w: %s: no good second copy, neither right after the first (%#x) nor on the next erase block (%#x): where U-Boot reads it cannot be told from the content; give --redundant --env-size %#x and --env-offset2 as in fw_env.config; nothing written", nvcore.ErrInvalid, found.name(), next, aligned, found.Size)
+	}
+}
+
 // UBootEnv is the u-boot-env layout (SPEC 5): one cell per variable of the
 // active copy, at the value's offset, as long as the value. Variables with
 // an empty value get no cell. "ethaddr" reads as 6 binary bytes: the kernel

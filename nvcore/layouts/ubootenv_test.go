@@ -592,46 +592,63 @@ func TestEnvAutoSize(t *testing.T) {
 	}
 }
 
-// TestEnvDetectOnFlash: an environment found by its CRC keeps its second
-// copy where it was found when the medium's erase size is added: copies
-// that share an erase block are refused, not moved to the next block (a
-// save then wrote a copy nobody reads, and marked the found one obsolete);
-// copies a whole erase block each load as found.
-//
-// Copy 2 in the next erase block, where U-Boot keeps it on NOR, is not
-// found by the content alone (the erase size is not in it): the default
-// place, moved there by the erase size, reads it.
+// TestEnvDetectOnFlash: an environment found by its CRC, on flash, has its
+// second copy where the content shows it (EnvOnFlash): right after copy 1
+// (then, sharing copy 1's erase block, writes are refused, not moved to
+// the next block, where a save wrote a copy nobody reads and marked the
+// found one obsolete), or on the next erase block, where U-Boot keeps it
+// on NOR. Where the content cannot tell (good copies at both places, or
+// at neither) reading goes on and writing is refused; copies a whole
+// erase block long need no settling.
 func TestEnvDetectOnFlash(t *testing.T) {
 	const es = 0x1000
 	for _, tc := range []struct {
-		size    int64
-		apart   bool // copy 2 in the next erase block, not right after copy 1
-		refused bool
-	}{{0x800, false, true}, {es, false, false}, {0x800, true, false}} {
-		dev := envCopy(int(tc.size), true, 1, 0, "board=old")
-		if tc.apart {
-			dev = append(dev, envFill(es-len(dev), 0xff)...)
-		}
-		dev = append(dev, envCopy(int(tc.size), true, 2, 0, "board=found")...)
-		dev = append(dev, envFill(4*es-len(dev), 0xff)...)
-		cfg, ok := EnvDetect(bytes.NewReader(dev), int64(len(dev)))
-		if !ok {
-			t.Fatalf("size %#x: not found", tc.size)
-		}
-		cfg.EraseSize = es
-		e, err := LoadEnv(bytes.NewReader(dev), int64(len(dev)), cfg)
-		if tc.refused {
-			if !errors.Is(err, nvcore.ErrInvalid) || !strings.Contains(err.Error(), "env-offset2 0x800 is not on an erase-block boundary") {
-				t.Errorf("size %#x: %v; want copy 2, inside copy 1's erase block, refused", tc.size, err)
+		name     string
+		size     int64
+		copy2    []int64 // where good second copies are, after copy 1 at 0
+		read     string  // board= of what LoadEnv reads, with the erase size dropped
+		writeErr string  // why EnvOnFlash refuses writes, or what LoadEnv with the erase size refuses
+	}{
+		{"right after, sharing a block", 0x800, []int64{0x800}, "second", "env-offset2 0x800 is not on an erase-block boundary"},
+		{"a whole block each", es, []int64{es}, "second", ""},
+		{"on the next erase block", 0x800, []int64{es}, "second", ""},
+		{"at both places", 0x800, []int64{0x800, es}, "", "good second copies both right after the first (0x800) and on the next erase block (0x1000)"},
+		{"at neither", 0x800, nil, "first", "no good second copy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dev := envFill(4*es, 0xff)
+			copy(dev, envCopy(int(tc.size), true, 1, 0, "board=first"))
+			for _, off := range tc.copy2 {
+				copy(dev[off:], envCopy(int(tc.size), true, 2, 0, "board=second"))
 			}
-			continue
-		}
-		if err != nil {
-			t.Fatalf("size %#x: %v", tc.size, err)
-		}
-		if v, _ := e.Get("board"); v != "found" {
-			t.Errorf("size %#x: board=%q, want the active copy's found", tc.size, v)
-		}
+			found, ok := EnvDetect(bytes.NewReader(dev), int64(len(dev)))
+			if !ok {
+				t.Fatal("not found")
+			}
+			cfg, unsure := EnvOnFlash(bytes.NewReader(dev), int64(len(dev)), found, es)
+			_, loadErr := LoadEnv(bytes.NewReader(dev), int64(len(dev)), cfg)
+			var refusal error
+			switch {
+			case unsure != nil:
+				refusal = unsure
+			case loadErr != nil:
+				refusal = loadErr
+			}
+			if tc.writeErr == "" && refusal != nil || tc.writeErr != "" && (!errors.Is(refusal, nvcore.ErrInvalid) || !strings.Contains(fmt.Sprint(refusal), tc.writeErr)) {
+				t.Errorf("writes: %v; want %q", refusal, tc.writeErr)
+			}
+			if tc.read == "" {
+				return
+			}
+			cfg.EraseSize = 0
+			e, err := LoadEnv(bytes.NewReader(dev), int64(len(dev)), cfg)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if v, _ := e.Get("board"); v != tc.read {
+				t.Errorf("read board=%q, want %q", v, tc.read)
+			}
+		})
 	}
 }
 

@@ -209,6 +209,24 @@ shared_block_check() {
 	printf '/dev/mtd0 0x0 0x2000 0x10000\n/dev/mtd0 0x10000 0x2000 0x10000\n' > /tmp/fw_env.config
 	[ "$(fw fw_printenv)" = "board=third" ] && ok "fw_printenv reads nvmemfs's set" || fail "fw_printenv: $(fw fw_printenv 2>&1), want board=third"
 	nvmemfs unmount /nvmem
+	# Only copy 1 ever written (a factory image): where copy 2 goes cannot
+	# be told. env reads, refuses to write without --env-offset2, and
+	# writes with it.
+	echo "== env found by its CRC, copy 2 never written, on mtd: (amd64 nvmemfs)"
+	flash_erase_all
+	head -c 8192 /tmp/apart.img > /tmp/one.img
+	dd if=/tmp/one.img of=/dev/mtd0 conv=notrunc 2>/dev/null
+	dd if=/dev/mtd0 of=/tmp/mtd-before 2>/dev/null
+	if ! nvmemfs mount --log /tmp/nvmemfs-one.log --device mtd:0,name=raw /nvmem; then
+		fail "nvmemfs mount --device mtd:0,name=raw"; cat /tmp/nvmemfs-one.log; return
+	fi
+	[ -n "$(nvmemfs env raw)" ] && ok "nvmemfs env reads copy 1: $(nvmemfs env raw)" || fail "env raw: $(nvmemfs env raw 2>&1)"
+	refused "nvmemfs env set, copy 2 never written" "no good second copy" nvmemfs env raw set board fourth
+	dd if=/dev/mtd0 of=/tmp/mtd-after 2>/dev/null
+	same "the flash after the refused env set" /tmp/mtd-before /tmp/mtd-after
+	nvmemfs env --redundant --env-size 0x2000 --env-offset2 0x10000 raw set board fourth >/dev/null && ok "env set with --env-offset2" || fail "env set with --env-offset2"
+	[ "$(fw fw_printenv)" = "board=fourth" ] && ok "fw_printenv reads it" || fail "fw_printenv: $(fw fw_printenv 2>&1), want board=fourth"
+	nvmemfs unmount /nvmem
 }
 # block: on a loop device (loop.ko when the kernel has loop as a module),
 # with the amd64 nvmemfs: dd and cmp through the mount against the device
