@@ -113,6 +113,11 @@ func (a *Auto) Detect(r io.ReaderAt, size int64) (nvcore.Layout, error) {
 	}
 	if cfg, ok := EnvDetect(r, size); ok {
 		cfg.Flags = a.Env.Flags
+		// On flash, copy 2 where the content shows it (on NOR, often the
+		// next erase block). The layout only reads, which needs no erase
+		// size once the places are fixed.
+		cfg, _ = EnvOnFlash(r, size, cfg, a.Env.EraseSize)
+		cfg.EraseSize = 0
 		return UBootEnv{Config: cfg}, nil
 	}
 	return nil, errors.New("auto: no known layout: no TlvInfo header, no sl28 VPD block, no U-Boot environment with a matching CRC")

@@ -648,6 +648,16 @@ func TestEnvDetectOnFlash(t *testing.T) {
 			if v, _ := e.Get("board"); v != tc.read {
 				t.Errorf("read board=%q, want %q", v, tc.read)
 			}
+			// layout=auto on mtd: finds the same, for its cells.
+			cells, err := (&Auto{Env: EnvConfig{EraseSize: es}}).Cells(bytes.NewReader(dev), int64(len(dev)))
+			if err != nil || len(cells) != 1 {
+				t.Fatalf("auto: %v, %v", cells, err)
+			}
+			got := make([]byte, cells[0].Bytes)
+			copy(got, dev[cells[0].Offset:])
+			if string(got) != tc.read {
+				t.Errorf("auto: cell %s at %#x reads %q, want %q", cells[0].Name, cells[0].Offset, got, tc.read)
+			}
 		})
 	}
 }
