@@ -208,6 +208,12 @@ shared_block_check() {
 	nvmemfs env raw set board third >/dev/null && ok "nvmemfs env set on copies apart" || fail "env set on copies apart"
 	printf '/dev/mtd0 0x0 0x2000 0x10000\n/dev/mtd0 0x10000 0x2000 0x10000\n' > /tmp/fw_env.config
 	[ "$(fw fw_printenv)" = "board=third" ] && ok "fw_printenv reads nvmemfs's set" || fail "fw_printenv: $(fw fw_printenv 2>&1), want board=third"
+	# layout=auto finds the same copy for its cells.
+	if nvmemfs attach "mtd:0,name=auto,layout=auto,ro" >/dev/null; then
+		[ "$(cat /nvmem/auto/cells/board@* 2>&1)" = "third" ] && ok "layout=auto's cell reads the active copy" || fail "layout=auto's cell: $(ls /nvmem/auto/cells 2>&1) $(cat /nvmem/auto/cells/board@* 2>&1), want third"
+	else
+		fail "nvmemfs attach mtd:0,name=auto,layout=auto,ro"
+	fi
 	nvmemfs unmount /nvmem
 	# Only copy 1 ever written (a factory image): where copy 2 goes cannot
 	# be told. env reads, refuses to write without --env-offset2, and
