@@ -469,9 +469,14 @@ func (s *Server) handle(req Request) Response {
 		}
 	case "detach":
 		for _, name := range req.Args {
-			// Marked before the removal closes the device: the close may
-			// bring udev's change event at once (see Request.UnlessOn).
-			hw, key, prev, had := s.holdDetached(name)
+			// A detach by hand (udev's own asks IgnoreMissing) is marked
+			// before the removal closes the device: the close may bring
+			// udev's change event at once (see Request.UnlessOn).
+			var hw, key, prev string
+			var had bool
+			if !req.IgnoreMissing {
+				hw, key, prev, had = s.holdDetached(name)
+			}
 			// Unregister, not Device then Remove: a device already being
 			// removed is found, and the detach returns once it is closed.
 			err := s.reg.Unregister(name)
