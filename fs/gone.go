@@ -8,8 +8,9 @@ import (
 )
 
 // A descriptor of a removed sysfs file gets ENODEV from every read, also
-// at and past the end of the file, and from lseek to the end; fstat still
-// answers (kernfs checks the node on read and llseek, not on getattr).
+// at and past the end of the file, and from lseek, whatever the whence;
+// fstat still answers (kernfs checks the node on read and llseek, not on
+// getattr).
 // Through FUSE, where the kernel caches a file's size (every file of a
 // cached device, and lseek anywhere), a read at or past the end and lseek
 // to the end are answered from that size, without a request to us, once
