@@ -29,8 +29,9 @@ type Device struct {
 	keepouts []Keepout
 	mode     uint32
 	access   Access
-	xfer     int // largest read in one read section
-	xferW    int // largest write in one read section
+	xfer     int    // largest read in one read section
+	xferW    int    // largest write in one read section
+	medium   string // the provider's MediumID at registration
 	reg      *Registry
 
 	// The cells: those declared, then those the layout found. cellsMu
@@ -98,6 +99,9 @@ func newDevice(name string, cfg Config, p Provider, size int64) *Device {
 	d.xferW = d.xfer
 	if ts, ok := p.(WriteTransferSizer); ok && ts.WriteTransferSize() > 0 {
 		d.xferW = ts.WriteTransferSize()
+	}
+	if mi, ok := p.(MediumIdentifier); ok {
+		d.medium = mi.MediumID()
 	}
 	d.readOnly = cfg.ReadOnly || d.writer == nil
 	d.forceRO.Store(d.readOnly)
@@ -208,15 +212,10 @@ func (d *Device) SetForceRO(v bool) { d.forceRO.Store(v) }
 // its hardware was reported gone).
 func (d *Device) Gone() bool { return d.gone.Load() || d.unplugging.Load() }
 
-// MediumID names the medium the provider opened (MediumIdentifier), or ""
-// when it cannot tell. It asks outside a read section, gone or not: the
-// name is the provider's from its open, kept after its close.
-func (d *Device) MediumID() string {
-	if mi, ok := d.provider.(MediumIdentifier); ok {
-		return mi.MediumID()
-	}
-	return ""
-}
+// MediumID names the medium the provider opened (MediumIdentifier), as it
+// said at registration, or "" when it cannot tell. It answers gone or not,
+// without reaching the provider.
+func (d *Device) MediumID() string { return d.medium }
 
 // CheckHardware reports whether the device is still there: not gone, and,
 // where the provider can tell (GoneChecker), its hardware still the one it

@@ -58,8 +58,8 @@ type GoneChecker interface {
 
 // MediumIdentifier is implemented by providers of removable media: MediumID
 // names the medium they opened (a block device's diskseq, which the kernel
-// never gives twice), or "" when the kernel does not say. It must answer
-// after Close too, and touch no hardware.
+// never gives twice), or "" when the kernel does not say. The core asks
+// once, at registration.
 type MediumIdentifier interface {
 	MediumID() string
 }
